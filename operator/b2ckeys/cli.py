@@ -1,0 +1,41 @@
+"""The `b2ckeys` command: each subcommand's implementation is imported only when it runs."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# subcommand -> (module, function taking argv and returning an exit code, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("b2ckeys.main", "main", "run the operator"),
+    "demo": ("b2ckeys.demo", "main", "run both emulators, the operator and the examples"),
+    "graph-emulator": ("b2ckeys.graph.emulator_cli", "main", "serve the B2C key set emulator"),
+    "kube-emulator": ("b2ckeys.kube.emulator_cli", "main", "serve an embedded Kubernetes API"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: b2ckeys <command> [options]", "", "commands:"]
+    lines += [f"  {name:<16} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(f"b2ckeys: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, function_name, _ = SUBCOMMANDS[name]
+    entry: Callable[[Sequence[str]], int] = getattr(
+        importlib.import_module(module_name), function_name
+    )
+    return entry(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
