@@ -1,0 +1,257 @@
+"""The storage layer: the only module that calls the Kubernetes API directly.
+
+Kopf watches and indexes; everything the operator *writes* (its resources' status, a finalizer,
+Events) and the Secrets it reads go through here. It uses the official `kubernetes` client's
+transport (auth, TLS, in-cluster token refresh) with raw JSON bodies, so no generated model
+ever holds a Secret's data longer than the call, and runs each blocking call in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes
+
+from b2ckeys.secret import SecretBytes
+from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
+
+logger = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"[{status} {reason}] {message}")
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """A Secret or ConfigMap as the operator needs it: values decoded, secrets wrapped."""
+
+    kind: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    data: Mapping[str, SecretBytes] = field(repr=False)
+    resource_version: str | None = None
+
+    def revealed(self) -> dict[str, bytes]:
+        return {k: v.reveal() for k, v in self.data.items()}
+
+
+def _keyset_path(namespace: str, name: str, subresource: str = "") -> str:
+    path = (
+        f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}"
+        f"/{KEYSET_PLURAL}/{quote(name)}"
+    )
+    return f"{path}/{subresource}" if subresource else path
+
+
+class KubeApi:
+    def __init__(self, api_client: Any, *, threads: int = 8) -> None:
+        self._client = api_client
+        # Bounded so a burst of reconciles cannot open unbounded connections to the API server.
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-api")
+
+    @classmethod
+    def from_environment(cls, *, threads: int = 8) -> KubeApi:
+        """In-cluster service account if present, else the kubeconfig named by $KUBECONFIG."""
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = kubernetes.client.Configuration()
+            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return cls(kubernetes.client.ApiClient(configuration), threads=threads)
+        config_file = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        return cls(
+            kubernetes.config.new_client_from_config(config_file=config_file), threads=threads
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    # --- raw transport ---------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, body: Any = None, content_type: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        _, url, header_params, serialized, _ = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(method, url, header_params=header_params, body=serialized)
+        raw = response.read()
+        status = int(response.status)
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            payload = {}
+        if status >= 400:
+            # A Status body never echoes Secret data; we still keep only its reason and message.
+            reason = str(payload.get("reason") or response.reason or "")
+            message = str(payload.get("message") or f"{method} {path} failed")
+            error = NotFound if status == 404 else Conflict if status == 409 else KubeError
+            raise error(status, reason, message)
+        return payload if isinstance(payload, dict) else {}
+
+    async def _request(
+        self, method: str, path: str, body: Any = None, content_type: str | None = None
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, lambda: self._call(method, path, body, content_type)
+        )
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def read_source(self, kind: str, namespace: str, name: str) -> SourceObject | None:
+        """A Secret or ConfigMap, or None when it does not exist."""
+        plural = "secrets" if kind == "Secret" else "configmaps"
+        try:
+            obj = await self._request(
+                "GET", f"/api/v1/namespaces/{quote(namespace)}/{plural}/{quote(name)}"
+            )
+        except NotFound:
+            return None
+        meta = obj.get("metadata") or {}
+        data: dict[str, SecretBytes] = {}
+        if kind == "Secret":
+            for key, value in (obj.get("data") or {}).items():
+                try:
+                    data[key] = SecretBytes(base64.b64decode(value or "", validate=True))
+                except ValueError:
+                    data[key] = SecretBytes(b"")  # the API server never serves invalid base64
+        else:
+            for key, value in (obj.get("data") or {}).items():
+                data[key] = SecretBytes(str(value).encode())
+            for key, value in (obj.get("binaryData") or {}).items():
+                data[key] = SecretBytes(base64.b64decode(value or ""))
+        return SourceObject(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            labels=dict(meta.get("labels") or {}),
+            data=data,
+            resource_version=meta.get("resourceVersion"),
+        )
+
+    async def read_keyset(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._request("GET", _keyset_path(namespace, name))
+        except NotFound:
+            return None
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status subresource; None when the object is gone."""
+        try:
+            return await self._request(
+                "PATCH",
+                _keyset_path(namespace, name, "status"),
+                {"status": dict(status)},
+                "application/merge-patch+json",
+            )
+        except NotFound:
+            return None
+
+    async def set_finalizer(
+        self, body: Mapping[str, Any], finalizer: str, *, present: bool
+    ) -> dict[str, Any] | None:
+        """Add or remove our finalizer, guarded by resourceVersion (409 when stale)."""
+        meta = body.get("metadata") or {}
+        current = list(meta.get("finalizers") or [])
+        if (finalizer in current) == present:
+            return dict(body)
+        wanted = [*current, finalizer] if present else [f for f in current if f != finalizer]
+        patch = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": meta.get("resourceVersion"),
+            },
+            {
+                "op": "replace" if "finalizers" in meta else "add",
+                "path": "/metadata/finalizers",
+                "value": wanted,
+            },
+        ]
+        try:
+            return await self._request(
+                "PATCH",
+                _keyset_path(str(meta.get("namespace")), str(meta.get("name"))),
+                patch,
+                "application/json-patch+json",
+            )
+        except NotFound:
+            return None
+
+    async def post_event(
+        self,
+        body: Mapping[str, Any],
+        *,
+        type_: str,
+        reason: str,
+        message: str,
+        component: str = "b2ckeys",
+    ) -> None:
+        """Record a core/v1 Event on the resource; failures are logged, never raised."""
+        meta = body.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": "TrustFrameworkKeySet",
+                "namespace": namespace,
+                "name": meta.get("name"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self._request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", event)
+        except KubeError as e:
+            logger.warning(
+                "could not post event %s on %s/%s: %s", reason, namespace, meta.get("name"), e
+            )

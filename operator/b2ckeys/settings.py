@@ -1,0 +1,159 @@
+"""The operator's configuration: the only module that reads the environment.
+
+Read once at startup (`Settings.from_env`) and passed down through Kopf's memo; nothing else
+looks at `os.environ`, so tests configure the operator by building a Settings value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from b2ckeys.graph.client import GraphConnection
+from b2ckeys.secret import SecretBytes, SecretStr
+
+API_GROUP = "b2ckeys.dev"
+API_VERSION = "v1alpha1"
+KEYSET_PLURAL = "trustframeworkkeysets"
+FINALIZER = "b2ckeys.dev/delete-key-set"
+PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
+PUBLIC_GRAPH_BETA = "https://graph.microsoft.com/beta"
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names the variable and what is expected."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go-style duration (`90s`, `10m`, `4380h`, `1h30m`, plain seconds) into seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _DURATION.match(text):
+        raise ValueError(f"{text!r} is not a duration such as 30s, 10m, 1h30m or 4380h")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where Graph is and who we are there; None when no default tenant is configured, in which
+    # case key sets without a tenantRef report Unauthorized with what to set.
+    graph: GraphConnection | None = None
+    # Secrets and ConfigMaps are watched only with this label (server-side selector), so
+    # unrelated Secrets never reach the operator's memory.
+    watch_label_key: str = "b2ckeys.dev/watch"
+    watch_label_value: str = "true"
+    # Catches portal edits, deleted containers and unlabelled Secrets; B2C is rate-limited per
+    # tenant, so minutes, not seconds.
+    resync_interval: float = 600.0
+    # How often a key waiting for its notBefore is re-checked against B2C's getActiveKey.
+    activation_poll_interval: float = 60.0
+    # Bounded backoff for failed reconciles: no crash loop, and bad input is retried at least
+    # this often even without a triggering event.
+    error_backoff_initial: float = 1.0
+    error_backoff_max: float = 300.0
+    # Key sets reconciled in parallel (one writer per key set regardless).
+    max_concurrent_reconciles: int = 8
+    # `deletionPolicy: Delete` gives up after this long and lets the namespace go.
+    delete_timeout: float = 300.0
+    # An optional operator-wide secret mixed into string-secret fingerprints (HMAC pepper).
+    fingerprint_pepper: SecretBytes | None = None
+    json_logs: bool = False
+    finalizer: str = FINALIZER
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def watch_selector(self) -> str:
+        return f"{self.watch_label_key}={self.watch_label_value}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            graph=_graph_connection(env),
+            watch_label_key=env.get("B2CKEYS_WATCH_LABEL", "b2ckeys.dev/watch=true").split("=")[0],
+            watch_label_value=_label_value(
+                env.get("B2CKEYS_WATCH_LABEL", "b2ckeys.dev/watch=true")
+            ),
+            resync_interval=_duration(env, "B2CKEYS_RESYNC_INTERVAL", 600.0),
+            activation_poll_interval=_duration(env, "B2CKEYS_ACTIVATION_POLL_INTERVAL", 60.0),
+            error_backoff_initial=_duration(env, "B2CKEYS_ERROR_BACKOFF_INITIAL", 1.0),
+            error_backoff_max=_duration(env, "B2CKEYS_ERROR_BACKOFF_MAX", 300.0),
+            max_concurrent_reconciles=_int(env, "B2CKEYS_MAX_CONCURRENT_RECONCILES", 8),
+            delete_timeout=_duration(env, "B2CKEYS_DELETE_TIMEOUT", 300.0),
+            fingerprint_pepper=(
+                SecretBytes(env["B2CKEYS_FINGERPRINT_PEPPER"].encode())
+                if env.get("B2CKEYS_FINGERPRINT_PEPPER")
+                else None
+            ),
+            json_logs=env.get("B2CKEYS_LOG_FORMAT", "text").lower() == "json",
+        )
+
+
+def _label_value(selector: str) -> str:
+    if "=" not in selector or not selector.split("=", 1)[1]:
+        raise SettingsError(
+            f"B2CKEYS_WATCH_LABEL={selector!r}: expected key=value, e.g. b2ckeys.dev/watch=true"
+        )
+    return selector.split("=", 1)[1]
+
+
+def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = parse_duration(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name}: {e}") from None
+    if value < 0:
+        raise SettingsError(f"{name}: must not be negative")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number of at least 1")
+    return int(raw)
+
+
+def _graph_connection(env: Mapping[str, str]) -> GraphConnection | None:
+    tenant = env.get("AZURE_TENANT_ID", "")
+    client = env.get("AZURE_CLIENT_ID", "")
+    if not tenant and not client:
+        return None
+    if not tenant or not client:
+        missing = "AZURE_TENANT_ID" if not tenant else "AZURE_CLIENT_ID"
+        raise SettingsError(f"{missing} is not set; the default tenant needs both ids")
+    secret = env.get("AZURE_CLIENT_SECRET") or None
+    cert = env.get("AZURE_CLIENT_CERTIFICATE_PATH") or None
+    token_file = env.get("AZURE_FEDERATED_TOKEN_FILE") or None
+    chosen = [n for n, v in (("secret", secret), ("cert", cert), ("token", token_file)) if v]
+    if len(chosen) != 1:
+        raise SettingsError(
+            "set exactly one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
+            f"AZURE_FEDERATED_TOKEN_FILE for the default tenant (found {len(chosen)})"
+        )
+    cert_password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None
+    return GraphConnection(
+        tenant_id=tenant,
+        client_id=client,
+        client_secret=SecretStr(secret) if secret else None,
+        client_certificate_path=cert,
+        client_certificate_password=SecretStr(cert_password) if cert_password else None,
+        federated_token_file=token_file,
+        authority_host=(env.get("AZURE_AUTHORITY_HOST") or PUBLIC_CLOUD_AUTHORITY).rstrip("/"),
+        base_url=(env.get("B2CKEYS_GRAPH_BASE_URL") or PUBLIC_GRAPH_BETA).rstrip("/"),
+    )
