@@ -69,6 +69,8 @@ class Settings:
     fingerprint_pepper: SecretBytes | None = None
     json_logs: bool = False
     finalizer: str = FINALIZER
+    # The kubeconfig for the storage layer; None means the in-cluster service account.
+    kubeconfig: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -96,7 +98,14 @@ class Settings:
                 else None
             ),
             json_logs=env.get("B2CKEYS_LOG_FORMAT", "text").lower() == "json",
+            kubeconfig=_kubeconfig(env),
         )
+
+
+def _kubeconfig(env: Mapping[str, str]) -> str | None:
+    if env.get("KUBERNETES_SERVICE_HOST") and not env.get("KUBECONFIG"):
+        return None
+    return env.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
 def _label_value(selector: str) -> str:

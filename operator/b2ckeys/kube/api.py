@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -74,16 +73,14 @@ class KubeApi:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube-api")
 
     @classmethod
-    def from_environment(cls, *, threads: int = 8) -> KubeApi:
-        """In-cluster service account if present, else the kubeconfig named by $KUBECONFIG."""
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    def connect(cls, kubeconfig: str | None, *, threads: int = 8) -> KubeApi:
+        """Through the given kubeconfig file, or the in-cluster service account when None."""
+        if kubeconfig is None:
             configuration = kubernetes.client.Configuration()
             kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             return cls(kubernetes.client.ApiClient(configuration), threads=threads)
-        config_file = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-        return cls(
-            kubernetes.config.new_client_from_config(config_file=config_file), threads=threads
-        )
+        client = kubernetes.config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return cls(client, threads=threads)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
