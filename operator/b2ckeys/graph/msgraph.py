@@ -16,13 +16,15 @@ Two rules shape the request pipeline:
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import re
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -60,9 +62,6 @@ from msgraph_beta.generated.models.trust_framework_key_v2_collection_response im
 from msgraph_beta.generated.trust_framework.key_sets.item.generate_key.generate_key_post_request_body import (  # noqa: E501
     GenerateKeyPostRequestBody,
 )
-from msgraph_beta.generated.trust_framework.key_sets.item.trust_framework_key_set_item_request_builder import (  # noqa: E501
-    TrustFrameworkKeySetItemRequestBuilder,
-)
 from msgraph_beta.generated.trust_framework.key_sets.item.upload_certificate.upload_certificate_post_request_body import (  # noqa: E501
     UploadCertificatePostRequestBody,
 )
@@ -97,7 +96,42 @@ from b2ckeys.graph.client import (
 )
 from b2ckeys.secret import SecretStr
 
+if TYPE_CHECKING:
+    from msgraph_beta.generated.trust_framework.key_sets.item.trust_framework_key_set_item_request_builder import (  # noqa: E501
+        TrustFrameworkKeySetItemRequestBuilder,
+    )
+
 __all__ = ["MsGraphKeySetClient", "parse_retry_after", "warm_up_models"]
+
+# The request builders this client reaches; the SDK imports each lazily on first use.
+_KEY_SETS = "msgraph_beta.generated.trust_framework.key_sets"
+_REQUEST_BUILDER_MODULES = (
+    "msgraph_beta.generated.trust_framework.trust_framework_request_builder",
+    f"{_KEY_SETS}.key_sets_request_builder",
+    f"{_KEY_SETS}.item.trust_framework_key_set_item_request_builder",
+    f"{_KEY_SETS}.item.generate_key.generate_key_request_builder",
+    f"{_KEY_SETS}.item.upload_secret.upload_secret_request_builder",
+    f"{_KEY_SETS}.item.upload_certificate.upload_certificate_request_builder",
+    f"{_KEY_SETS}.item.upload_pkcs12.upload_pkcs12_request_builder",
+    f"{_KEY_SETS}.item.get_active_key.get_active_key_request_builder",
+    f"{_KEY_SETS}.item.keys_v2.keys_v2_request_builder",
+    f"{_KEY_SETS}.item.keys_v2.item.trust_framework_key_v2_k_item_request_builder",
+)
+
+# Loading those modules announces the SDK's own deprecated classes (kiota's GetQueryParameters,
+# one RequestConfiguration per builder). Load them all now, once, with exactly those notices
+# silenced, so none surfaces from inside a reconcile or fails a run that treats warnings as errors.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message="GetQueryParameters is deprecated", category=DeprecationWarning
+    )
+    warnings.filterwarnings(
+        "ignore",
+        message="This class is deprecated. Please use the generic RequestConfiguration",
+        category=DeprecationWarning,
+    )
+    for _module in _REQUEST_BUILDER_MODULES:
+        importlib.import_module(_module)
 
 _log = logging.getLogger(__name__)
 
