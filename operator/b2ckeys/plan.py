@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from b2ckeys.conditions import Outcome, Reason
 from b2ckeys.graph.client import RemoteKey
-from b2ckeys.model import PendingWrite, StatusView
+from b2ckeys.model import PendingWrite, StatusView, to_rfc3339
 
 Action = Literal["uploadPkcs12", "uploadCertificate", "uploadSecret", "generateKey"]
 
@@ -315,3 +316,40 @@ def next_check(
         ):
             delays.append(max(synced.exp - now, 1))
     return float(min(delays))
+
+
+def summarize(
+    key_set_id: str,
+    synced: RemoteKey | None,
+    active: RemoteKey | None,
+    now: int,
+    hints: Sequence[str] = (),
+) -> Outcome:
+    """The Ready condition after a successful sync, stated from what B2C reports."""
+    suffix = "".join(f"; {h}" for h in hints)
+    if synced is None:
+        return Outcome(
+            Reason.DRIFTED, f"no key from this source is in B2C key set {key_set_id}{suffix}"
+        )
+    described = f"key {synced.kid}" + (f" (x5t {synced.x5t})" if synced.x5t else "")
+    if synced.nbf is not None and synced.nbf > now and (active is None or active.kid != synced.kid):
+        current = f"; until then B2C uses {active.kid}" if active else ""
+        return Outcome(
+            Reason.PENDING_ACTIVATION,
+            f"{described} is in B2C key set {key_set_id}; B2C switches to it at its notBefore "
+            f"{to_rfc3339(synced.nbf)}{current}{suffix}",
+        )
+    if active is None:
+        return Outcome(
+            Reason.DRIFTED,
+            f"B2C reports no usable key in {key_set_id} (every key is expired, disabled or not yet "
+            f"valid); policies using it fail until a valid key is added{suffix}",
+        )
+    if active.kid != synced.kid:
+        return Outcome(
+            Reason.SYNCED,
+            f"{described} is in B2C key set {key_set_id}, but B2C uses {active.kid}, a key added "
+            f"elsewhere with a later notBefore{suffix}",
+        )
+    until = f" until {to_rfc3339(active.exp)}" if active.exp else ""
+    return Outcome(Reason.SYNCED, f"B2C key set {key_set_id} uses {described}{until}{suffix}")

@@ -1,0 +1,160 @@
+"""Fans watch events out to key set reconciles, one at a time per key set.
+
+Kopf delivers events (handlers.py); this keeps the few facts needed to route them (which key
+sets read which Secret, which resources name the same B2C key set) and drives the work queue.
+Every reconcile starts from a fresh GET of its resource, so nothing here can hand a reconcile a
+stale status (which could make it upload a secret twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from b2ckeys.model import ObjectKey, SpecError, normalized_key_set_id, parse_spec
+from b2ckeys.settings import Settings
+from b2ckeys.sync import Reconciler
+from b2ckeys.workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+SourceKey = tuple[str, str, str]  # (namespace, kind, name)
+TargetKey = tuple[str, str]  # (tenant, normalized key set id)
+DEFAULT_TENANT = ""
+
+
+def _key(body: Mapping[str, Any]) -> ObjectKey:
+    meta = body.get("metadata") or {}
+    return ObjectKey(str(meta.get("namespace")), str(meta.get("name")))
+
+
+def _routing(body: Mapping[str, Any]) -> tuple[set[SourceKey], TargetKey | None]:
+    """Which objects a key set reads and which B2C key set it writes (None if unparseable)."""
+    namespace = str((body.get("metadata") or {}).get("namespace"))
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except SpecError:
+        return set(), None
+    sources = {(namespace, kind, name) for kind, name in spec.source.referenced_objects()}
+    tenant = f"{spec.tenant_ref.kind}/{spec.tenant_ref.name}" if spec.tenant_ref else DEFAULT_TENANT
+    return sources, (tenant, normalized_key_set_id(spec.key_set_id))
+
+
+def _age(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("creationTimestamp") or ""), str(meta.get("uid") or ""))
+
+
+class Controller:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        settings: Settings,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._reconciler = reconciler
+        self._settings = settings
+        self._monotonic = monotonic
+        self._bodies: dict[ObjectKey, Mapping[str, Any]] = {}
+        self._by_source: dict[SourceKey, set[ObjectKey]] = defaultdict(set)
+        self._by_target: dict[TargetKey, set[ObjectKey]] = defaultdict(set)
+        self._routes: dict[ObjectKey, tuple[set[SourceKey], TargetKey | None]] = {}
+        self._failures: dict[ObjectKey, int] = {}
+        self._not_before: dict[ObjectKey, float] = {}  # Retry-After gates: no call before this
+        self.queue: WorkQueue[ObjectKey] = WorkQueue(
+            self._work, concurrency=settings.max_concurrent_reconciles, clock=monotonic
+        )
+
+    # --- events ----------------------------------------------------------------------------
+
+    def observe_keyset(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            peers = self._unroute(key)
+            self._bodies.pop(key, None)
+            self._failures.pop(key, None)
+            self._not_before.pop(key, None)
+            self.queue.forget(key)
+            for peer in peers:  # the next oldest may own the key set now
+                self.queue.add(peer)
+            return
+        previous = self._bodies.get(key)
+        self._bodies[key] = body
+        self._route(key, body)
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        if (
+            previous is None
+            or meta.get("deletionTimestamp")
+            or meta.get("generation") != status.get("observedGeneration")
+            or (previous.get("spec") != body.get("spec"))
+        ):
+            self.queue.add(key)
+
+    def source_changed(self, kind: str, namespace: str, name: str) -> None:
+        for key in sorted(self._by_source.get((namespace, kind, name), ()), key=str):
+            self.queue.add(key)
+
+    def _route(self, key: ObjectKey, body: Mapping[str, Any]) -> None:
+        self._unroute(key)
+        sources, target = _routing(body)
+        self._routes[key] = (sources, target)
+        for source in sources:
+            self._by_source[source].add(key)
+        if target is not None:
+            self._by_target[target].add(key)
+
+    def _unroute(self, key: ObjectKey) -> set[ObjectKey]:
+        sources, target = self._routes.pop(key, (set(), None))
+        for source in sources:
+            self._by_source[source].discard(key)
+            if not self._by_source[source]:
+                del self._by_source[source]
+        peers: set[ObjectKey] = set()
+        if target is not None:
+            self._by_target[target].discard(key)
+            peers = set(self._by_target[target])
+            if not peers:
+                del self._by_target[target]
+        return peers
+
+    def owner_of(self, key: ObjectKey) -> ObjectKey | None:
+        """The oldest resource naming the same B2C key set (by creation time, then uid)."""
+        _, target = self._routes.get(key, (set(), None))
+        if target is None:
+            return None
+        members = [k for k in self._by_target.get(target, ()) if k in self._bodies]
+        return min(members, key=lambda k: (_age(self._bodies[k]), str(k)), default=None)
+
+    # --- work ------------------------------------------------------------------------------
+
+    async def _work(self, key: ObjectKey) -> float | None:
+        gate = self._not_before.get(key, 0.0) - self._monotonic()
+        if gate > 0:
+            return gate  # Graph asked us to wait (Retry-After); events do not override that
+        body = await self._reconciler.kube.read_keyset(key.namespace, key.name)
+        if body is None:
+            return None
+        self._bodies[key] = body
+        self._route(key, body)
+        owner = self.owner_of(key)
+        result = await self._reconciler.reconcile(body, owner=owner if owner != key else None)
+        if not result.failed:
+            self._failures.pop(key, None)
+            self._not_before.pop(key, None)
+            return result.requeue_after
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        if result.requeue_after is not None and result.outcome.reason == "Throttled":
+            self._not_before[key] = self._monotonic() + result.requeue_after
+            return result.requeue_after
+        backoff: float = min(
+            self._settings.error_backoff_initial * 2.0 ** (failures - 1),
+            self._settings.error_backoff_max,
+        )
+        if result.requeue_after is not None:
+            backoff = min(backoff, result.requeue_after)
+        return backoff

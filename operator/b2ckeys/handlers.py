@@ -1,0 +1,73 @@
+"""Every Kopf decorator of the operator. Each handler is a line or two that hands off.
+
+Why events and not Kopf's change handlers: a key set must be reconciled when its own spec
+changes *and* when a Secret it reads changes, one writer at a time, and `deletionPolicy: Retain`
+must add no finalizer. Kopf's change handlers would add bookkeeping to the resource and run
+Secret-triggered work outside the resource's handler queue; daemons and timers add a finalizer
+to every resource. So Kopf watches (with server-side label selectors for Secrets and
+ConfigMaps), and the controller's work queue serialises the reconciles.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from b2ckeys.runtime import Runtime, build_runtime
+from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL, Settings
+
+
+def _runtime(memo: kopf.Memo) -> Runtime:
+    runtime: Runtime = memo["runtime"]
+    return runtime
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    app_settings: Settings = memo.get("settings") or Settings.from_env()
+    # Only labelled Secrets and ConfigMaps are streamed to the operator (server-side filter).
+    settings.watching.label_selectors["v1", "secrets"] = app_settings.watch_selector
+    settings.watching.label_selectors["v1", "configmaps"] = app_settings.watch_selector
+    # Kopf's own finalizer and progress never touch our resources (no change handlers), but
+    # claim the names so a future handler could not silently write annotations.
+    settings.persistence.finalizer = app_settings.finalizer
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    # Our handlers only route events; Kopf's per-handler Events would be noise.
+    settings.posting.level = logging.WARNING
+    memo["runtime"] = await build_runtime(app_settings, memo)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if "runtime" in memo:
+        await _runtime(memo).close()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # Kopf's helpers read KUBECONFIG when called (the kubernetes package captures it at import).
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, KEYSET_PLURAL, id="keysets")
+def keyset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _runtime(memo).controller.observe_keyset(event.get("type"), event["object"])
+
+
+@kopf.on.event("v1", "secrets", id="secrets")
+def secret_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    # The body (with the Secret's data) is deliberately not taken: only its name routes.
+    _runtime(memo).controller.source_changed("Secret", namespace or "", name)
+
+
+@kopf.on.event("v1", "configmaps", id="configmaps")
+def configmap_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    _runtime(memo).controller.source_changed("ConfigMap", namespace or "", name)
+
+
+@kopf.on.probe(id="reconciling")
+def probe(memo: kopf.Memo, **_: Any) -> int:
+    return len(_runtime(memo).controller.queue.running) if "runtime" in memo else 0
