@@ -15,7 +15,7 @@ from b2ckeys.settings import Settings, SettingsError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="b2ckeys run",
-        description="Keep Azure AD B2C policy key sets in sync with TrustFrameworkKeySet resources.",
+        description="Keep Azure AD B2C policy key sets in sync with TrustFrameworkKeySets.",
         epilog="Graph credentials come from AZURE_TENANT_ID, AZURE_CLIENT_ID and one of "
         "AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE "
         "(plus AZURE_AUTHORITY_HOST, B2CKEYS_GRAPH_BASE_URL); tuning from B2CKEYS_* variables "
@@ -53,7 +53,7 @@ def main(argv: Sequence[str]) -> int:
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
-            namespaces=args.namespace or None,
+            namespaces=list(args.namespace),
             standalone=True,
             liveness_endpoint=args.liveness,
             memo=kopf.Memo(settings=settings),
