@@ -1,0 +1,392 @@
+"""`b2ckeys demo`: both emulators, the real operator, the examples, a rotation, and a table.
+
+Everything runs as the real processes a person would start (`b2ckeys graph-emulator`,
+`b2ckeys kube-emulator`, `b2ckeys run`), on loopback, in a temporary directory. The demo plays
+cert-manager: it issues the certificates the example `Certificate`s describe and writes them
+into the labelled TLS Secret, then renews one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+import httpx
+import yaml
+
+from b2ckeys.devpki import DevCA, rsa_key
+from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
+
+DEMO_TENANT = "b2ckeys-demo.onmicrosoft.com"
+DEMO_CLIENT = "11111111-2222-3333-4444-555555555555"
+DEMO_EXAMPLES = (
+    "00-namespace.yaml",
+    "cert-manager-token-signing.yaml",
+    "string-secret.yaml",
+    "generated-rsa.yaml",
+)
+READY_TIMEOUT = 60.0  # seconds; a cold start (Graph model import ~4 s) is well inside it
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+def _bin() -> str:
+    here = Path(sys.executable).parent / "b2ckeys"
+    return str(here) if here.exists() else shutil.which("b2ckeys") or "b2ckeys"
+
+
+@contextlib.contextmanager
+def _process(
+    name: str, argv: Sequence[str], log: Path, env: Mapping[str, str], first_line: str | None
+) -> Iterator[str]:
+    """Start a process; yield the URL from its `... listening on URL` line (or '')."""
+    with log.open("w") as log_file:
+        proc = subprocess.Popen(  # noqa: S603  (our own entry point, fixed arguments)
+            list(argv),
+            stdout=subprocess.PIPE if first_line else log_file,
+            stderr=log_file,
+            env=dict(env),
+            text=True,
+        )
+        try:
+            url = ""
+            if first_line:
+                assert proc.stdout is not None
+                line = _read_line(proc.stdout, 30.0)
+                if not line.startswith(first_line):
+                    raise DemoFailed(f"{name} did not start: {line!r} (log: {log})")
+                url = line.rsplit(" ", 1)[-1].strip()
+                threading.Thread(target=_drain, args=(proc.stdout, log_file), daemon=True).start()
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _read_line(stream: IO[str], timeout: float) -> str:
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return ""
+
+
+def _drain(stream: IO[str], sink: IO[str]) -> None:
+    for line in stream:
+        sink.write(line)
+        sink.flush()
+
+
+class Kube:
+    """The few Kubernetes calls the demo makes, over plain HTTP to the kube-emulator."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=10.0)
+
+    @staticmethod
+    def _path(obj: Mapping[str, Any], name: str | None = None) -> str:
+        api, kind = obj["apiVersion"], obj["kind"]
+        ns = obj.get("metadata", {}).get("namespace")
+        base = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+        plural = {"Namespace": "namespaces", "Secret": "secrets", "ConfigMap": "configmaps"}.get(
+            kind, KEYSET_PLURAL if kind == "TrustFrameworkKeySet" else kind.lower() + "s"
+        )
+        path = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        if obj.get("kind") == "Secret" and "stringData" in obj:  # as the API server does
+            data = obj.setdefault("data", {})
+            for key, value in obj.pop("stringData").items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+        name = obj["metadata"]["name"]
+        existing = self.http.get(self._path(obj, name))
+        if existing.status_code == 404:
+            response = self.http.post(self._path(obj), json=obj)
+        else:
+            obj["metadata"]["resourceVersion"] = existing.json()["metadata"]["resourceVersion"]
+            response = self.http.put(self._path(obj, name), json=obj)
+        if response.status_code >= 400:
+            raise DemoFailed(
+                f"applying {obj['kind']} {name}: {response.status_code} {response.text}"
+            )
+
+    def keysets(self, namespace: str) -> list[dict[str, Any]]:
+        response = self.http.get(
+            f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{KEYSET_PLURAL}"
+        )
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+
+def _ready(obj: Mapping[str, Any]) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return dict(cond)
+    return {}
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _load_examples(names: Sequence[str]) -> list[dict[str, Any]]:
+    folder = resources.files("b2ckeys") / "examples"
+    docs: list[dict[str, Any]] = []
+    for name in names:
+        docs.extend(d for d in yaml.safe_load_all((folder / name).read_text()) if d)
+    return docs
+
+
+def _play_cert_manager(ca: DevCA, certificate: Mapping[str, Any], slot: int) -> dict[str, Any]:
+    """The Secret cert-manager would write for a Certificate (leaves only; CAs are ours)."""
+    spec = certificate["spec"]
+    leaf = ca.issue(
+        spec.get("commonName", certificate["metadata"]["name"]), key=rsa_key(2048, slot)
+    )
+    template = spec.get("secretTemplate") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": spec["secretName"],
+            "namespace": certificate["metadata"]["namespace"],
+            "labels": dict(template.get("labels") or {}),
+            "annotations": {"cert-manager.io/certificate-name": certificate["metadata"]["name"]},
+        },
+        "data": {k: base64.b64encode(v).decode() for k, v in ca.tls_secret_data(leaf).items()},
+    }
+
+
+def _fmt_time(value: Any) -> str:
+    if isinstance(value, int):
+        return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, str) and value:
+        return value.replace("T", " ")[:16]
+    return "-"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def _short(value: Any, n: int = 14) -> str:
+    text = str(value or "-")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def report(keysets: Sequence[Mapping[str, Any]], b2c: Mapping[str, Any]) -> str:
+    rows = []
+    for obj in keysets:
+        status, ready = obj.get("status") or {}, _ready(obj)
+        synced, active = status.get("syncedKey") or {}, status.get("activeKey") or {}
+        rows.append(
+            [
+                obj["metadata"]["name"],
+                ready.get("status", "-"),
+                ready.get("reason", "-"),
+                str(status.get("keySetId", "-")),
+                _short(synced.get("kid")),
+                _short(synced.get("x5t")),
+                _short(active.get("kid")),
+                _fmt_time(active.get("expires")),
+            ]
+        )
+    resources_table = _table(
+        ["RESOURCE", "READY", "REASON", "KEYSET", "SYNCED-KID", "X5T", "ACTIVE-KID", "EXPIRES"],
+        rows,
+    )
+    b2c_rows = []
+    for key_set in b2c.get("keySets", b2c.get("value", [])):
+        active_kid = key_set.get("activeKid")
+        for key in key_set.get("keys") or [{}]:
+            b2c_rows.append(
+                [
+                    str(key_set.get("id")),
+                    _short(key.get("kid")),
+                    str(key.get("kty", "-")),
+                    str(key.get("use", "-")),
+                    _short(key.get("x5t")),
+                    _fmt_time(key.get("nbf")),
+                    _fmt_time(key.get("exp")),
+                    "yes" if key.get("kid") and key.get("kid") == active_kid else "",
+                ]
+            )
+    b2c_table = _table(
+        ["B2C KEYSET", "KID", "KTY", "USE", "X5T", "NOT-BEFORE", "EXPIRES", "ACTIVE"], b2c_rows
+    )
+    return (
+        f"TrustFrameworkKeySets (namespace identity)\n{resources_table}\n\n"
+        f"What B2C holds\n{b2c_table}"
+    )
+
+
+def run_demo(workdir: Path, out: TextIO) -> None:
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    tls_dir = workdir / "tls"
+    kubeconfig = workdir / "kubeconfig"
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "B2CKEYS_"))}
+    secret = "demo-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
+    with (
+        _process(
+            "graph-emulator",
+            [
+                _bin(),
+                "graph-emulator",
+                "--port",
+                "0",
+                "--tls-dir",
+                str(tls_dir),
+                "--tenant-id",
+                DEMO_TENANT,
+                "--app",
+                f"{DEMO_CLIENT}:{secret}:TrustFrameworkKeySet.ReadWrite.All",
+            ],
+            workdir / "graph-emulator.log",
+            base_env,
+            "b2ckeys graph-emulator listening on",
+        ) as graph_url,
+        _process(
+            "kube-emulator",
+            [_bin(), "kube-emulator", "--port", "0", "--kubeconfig", str(kubeconfig)],
+            workdir / "kube-emulator.log",
+            base_env,
+            "b2ckeys kube-emulator listening on",
+        ) as kube_url,
+    ):
+        say(f"graph-emulator  {graph_url}\nkube-emulator   {kube_url}")
+        ca_file = str(tls_dir / "ca.pem")
+        operator_env = {
+            **base_env,
+            "KUBECONFIG": str(kubeconfig),
+            "AZURE_TENANT_ID": DEMO_TENANT,
+            "AZURE_CLIENT_ID": DEMO_CLIENT,
+            "AZURE_CLIENT_SECRET": secret,
+            "AZURE_AUTHORITY_HOST": graph_url,
+            "B2CKEYS_GRAPH_BASE_URL": graph_url.rstrip("/") + "/beta",
+            "SSL_CERT_FILE": ca_file,
+            "REQUESTS_CA_BUNDLE": ca_file,
+        }
+        with _process(
+            "operator",
+            [_bin(), "run", "--all-namespaces"],
+            workdir / "operator.log",
+            operator_env,
+            None,
+        ):
+            kube = Kube(kube_url)
+            graph = httpx.Client(base_url=graph_url, verify=ca_file, timeout=10.0)
+            ca = DevCA.create("b2ckeys demo CA")
+            docs = _load_examples(DEMO_EXAMPLES)
+            certificates = [
+                d for d in docs if d["kind"] == "Certificate" and not d["spec"].get("isCA")
+            ]
+            for doc in docs:
+                if doc["kind"] in ("Namespace", "Secret", "ConfigMap", "TrustFrameworkKeySet"):
+                    kube.apply(doc)
+            say(
+                f"applied {', '.join(DEMO_EXAMPLES)} "
+                f"(playing cert-manager for {len(certificates)} Certificate)"
+            )
+            for certificate in certificates:
+                kube.apply(_play_cert_manager(ca, certificate, slot=11))
+            expected = {d["metadata"]["name"] for d in docs if d["kind"] == "TrustFrameworkKeySet"}
+
+            def all_ready() -> bool:
+                items = kube.keysets("identity")
+                return {
+                    i["metadata"]["name"] for i in items if _ready(i).get("status") == "True"
+                } >= expected
+
+            _wait("every TrustFrameworkKeySet to be Ready", all_ready)
+            say("all Ready")
+            if certificates:
+                certificate = certificates[0]
+                name = certificate["metadata"]["name"]
+
+                def synced_x5t() -> str:
+                    for item in kube.keysets("identity"):
+                        if (
+                            (item["spec"]["source"].get("tlsSecret") or {}).get("name")
+                        ) == certificate["spec"]["secretName"]:
+                            return str(
+                                ((item.get("status") or {}).get("syncedKey") or {}).get("x5t")
+                            )
+                    return ""
+
+                before = synced_x5t()
+                kube.apply(_play_cert_manager(ca, certificate, slot=12))
+                started = time.monotonic()
+                _wait(
+                    f"the renewed {name} certificate to reach B2C",
+                    lambda: synced_x5t() not in ("", before),
+                )
+                say(
+                    f"cert-manager renewed {name}: new x5t {synced_x5t()} in B2C after "
+                    f"{time.monotonic() - started:.2f}s"
+                )
+            say("")
+            say(report(kube.keysets("identity"), graph.get("/_emulator/keysets").json()))
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="b2ckeys demo", description=__doc__)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs, kubeconfig)"
+    )
+    args = parser.parse_args(list(argv))
+    workdir = Path(tempfile.mkdtemp(prefix="b2ckeys-demo-"))
+    started = time.monotonic()
+    try:
+        run_demo(workdir, sys.stdout)
+        print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
+        return 0
+    except DemoFailed as e:
+        print(f"\ndemo failed: {e}", file=sys.stderr)
+        log = workdir / "operator.log"
+        if log.exists():
+            print("--- last lines of the operator log ---", file=sys.stderr)
+            print("\n".join(log.read_text().splitlines()[-30:]), file=sys.stderr)
+        args.keep = True
+        return 1
+    finally:
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
