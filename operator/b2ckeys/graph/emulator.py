@@ -1,0 +1,627 @@
+"""An emulator of Microsoft Graph beta `/trustFramework/keySets` and the Entra token endpoint.
+
+A real HTTPS server on loopback that follows `graph-keysets-spec.md`: the B2C rules live in
+`emulator_state` (switches in `emulator_rules`), key material in `emulator_keys`, identity in
+`emulator_identity`, TLS in `emulator_tls`. This module is the aiohttp layer: routing, the Graph
+error shape, request ids, the request log, fault injection and the `/_emulator/` control routes.
+
+    async with serve_graph_emulator(tls_dir=path, apps=[EmulatedApp(...)]) as emu:
+        emu.graph_base_url   # https://127.0.0.1:PORT/beta
+        emu.authority_host   # https://127.0.0.1:PORT (token at /{tenant}/oauth2/v2.0/token)
+        emu.state            # key sets, request log, faults, clock
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import re
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from b2ckeys.graph.emulator_identity import (
+    EmulatedApp,
+    EntraError,
+    GraphAuthError,
+    IdentityService,
+    TokenClaims,
+    check_roles,
+)
+from b2ckeys.graph.emulator_keys import B2CRefusal, StoredKey
+from b2ckeys.graph.emulator_rules import EmulatorRules
+from b2ckeys.graph.emulator_state import EmulatorState, Fault, KeySet, RequestRecord
+from b2ckeys.graph.emulator_tls import ensure_ca, server_ssl_context
+
+__all__ = [
+    "DEFAULT_TENANT_ID",
+    "EmulatedApp",
+    "EmulatorRules",
+    "EmulatorState",
+    "Fault",
+    "GraphEmulator",
+    "RequestRecord",
+    "build_app",
+    "serve_graph_emulator",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TENANT_ID = "b2ce0000-0000-4000-8000-00000000e1a7"
+CONTROL_PREFIX = "/_emulator"
+GRAPH_PREFIX = "/beta"
+_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;charset=utf-8"
+_DIAGNOSTIC = json.dumps({"ServerInfo": {"DataCenter": "Emulator", "RoleInstance": "b2ckeys"}})
+# Bound on waiting for in-flight handlers (e.g. one held by an injected latency) at shutdown.
+_SHUTDOWN_TIMEOUT_SECONDS = 2.0
+# Error codes Graph uses when a fault names only a status.
+_DEFAULT_FAULT_CODES = {
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+
+
+@dataclass
+class _Exchange:
+    """What the middleware and handlers learn about one request, for its answer and log line."""
+
+    request_id: str
+    client_request_id: str | None
+    client_id: str | None = None
+    fault: Fault | None = None
+
+
+_STATE: web.AppKey[EmulatorState] = web.AppKey("state", EmulatorState)
+_EXCHANGE: web.RequestKey[_Exchange] = web.RequestKey("exchange", _Exchange)
+_IDENTITY: web.AppKey[IdentityService] = web.AppKey("identity", IdentityService)
+
+
+@dataclass(frozen=True)
+class GraphEmulator:
+    """A running emulator: where it listens and its in-process state."""
+
+    url: str
+    tenant_id: str
+    ca_path: Path
+    state: EmulatorState
+    apps: tuple[EmulatedApp, ...]
+
+    @property
+    def graph_base_url(self) -> str:
+        return self.url + GRAPH_PREFIX
+
+    @property
+    def authority_host(self) -> str:
+        return self.url
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/{self.tenant_id}/oauth2/v2.0/token"
+
+
+@asynccontextmanager
+async def serve_graph_emulator(
+    *,
+    tls_dir: Path | str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tenant_id: str = DEFAULT_TENANT_ID,
+    apps: Sequence[EmulatedApp] = (),
+    rules: EmulatorRules | None = None,
+) -> AsyncIterator[GraphEmulator]:
+    """Serve the emulator over HTTPS on `host:port` (0 = any free port) until the block exits."""
+    ca_path = ensure_ca(tls_dir)
+    ssl_context = server_ssl_context(tls_dir)
+    state = EmulatorState(rules)
+    identity = IdentityService(tenant_id=tenant_id, apps=apps, clock=state.clock, rules=state.rules)
+    runner = web.AppRunner(
+        build_app(state, identity),
+        access_log=None,  # the request log is ours; aiohttp's would add nothing safe
+        handle_signals=False,
+        shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS,
+    )
+    await runner.setup()
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        site = web.SockSite(runner, sock, ssl_context=ssl_context)
+        await site.start()
+        bound_port = sock.getsockname()[1]
+        url_host = f"[{host}]" if family == socket.AF_INET6 else host
+        emulator = GraphEmulator(
+            url=f"https://{url_host}:{bound_port}",
+            tenant_id=tenant_id,
+            ca_path=ca_path,
+            state=state,
+            apps=tuple(apps),
+        )
+        logger.info("graph emulator listening on %s", emulator.url)
+        yield emulator
+    finally:
+        await runner.cleanup()
+
+
+def build_app(state: EmulatorState, identity: IdentityService) -> web.Application:
+    app = web.Application(middlewares=[_request_ids, _faults])
+    app[_STATE] = state
+    app[_IDENTITY] = identity
+    control = [
+        web.get(f"{CONTROL_PREFIX}/requests", _control_requests),
+        web.get(f"{CONTROL_PREFIX}/faults", _control_list_faults),
+        web.post(f"{CONTROL_PREFIX}/faults", _control_add_fault),
+        web.delete(f"{CONTROL_PREFIX}/faults", _control_clear_faults),
+        web.post(f"{CONTROL_PREFIX}/reset", _control_reset),
+        web.get(f"{CONTROL_PREFIX}/clock", _control_clock),
+        web.post(f"{CONTROL_PREFIX}/clock", _control_clock),
+        web.get(f"{CONTROL_PREFIX}/keysets", _control_key_sets),
+        web.get(f"{CONTROL_PREFIX}/warnings", _control_warnings),
+    ]
+    app.add_routes(control)
+    app.add_routes(
+        [
+            web.route("*", GRAPH_PREFIX + "/{tail:.*}", _graph),
+            web.post("/{tenant}/oauth2/v2.0/token", _token),
+            web.get("/{tenant}/v2.0/.well-known/openid-configuration", _openid_configuration),
+            web.get("/{tenant}/discovery/v2.0/keys", _jwks),
+        ]
+    )
+    return app
+
+
+# --- middleware ----------------------------------------------------------------------------------
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _request_ids(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Give every answer a request-id (echoing client-request-id) and log non-control requests."""
+    state = request.app[_STATE]
+    request_id = str(uuid.uuid4())
+    client_request_id = request.headers.get("client-request-id")
+    exchange = request[_EXCHANGE] = _Exchange(request_id, client_request_id)
+    arrived, started = state.now(), time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        response = _graph_error(request, error.status, "BadRequest", error.reason)
+    except Exception:
+        logger.exception("graph emulator: unexpected error on %s %s", request.method, request.path)
+        response = _graph_error(request, 500, "InternalServerError", "The emulator failed.")
+    response.headers["request-id"] = request_id
+    response.headers["client-request-id"] = client_request_id or request_id
+    response.headers["x-ms-ags-diagnostic"] = _DIAGNOSTIC
+    if not request.path.startswith(CONTROL_PREFIX):
+        fault = exchange.fault
+        state.record_request(
+            RequestRecord(
+                method=request.method,
+                path=request.path,
+                status=response.status,
+                time=arrived,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                request_id=request_id,
+                client_request_id=client_request_id,
+                client_id=exchange.client_id,
+                fault=fault.kind if fault else None,
+            )
+        )
+        logger.debug("%s %s -> %s", request.method, request.path, response.status)
+    return response
+
+
+@web.middleware
+async def _faults(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Apply the first queued fault matching this request (never to control routes)."""
+    if request.path.startswith(CONTROL_PREFIX):
+        return await handler(request)
+    fault = request.app[_STATE].take_fault(request.method, request.path)
+    if fault is None:
+        return await handler(request)
+    request[_EXCHANGE].fault = fault
+    response: web.StreamResponse
+    if fault.status is not None:
+        await asyncio.sleep(fault.latency)
+        response = _fault_response(request, fault)
+    else:
+        # Latency is served inside the handler, so a delayed write counts as in flight.
+        response = await handler(request)
+    if fault.commit_then_drop and request.transport is not None:
+        request.transport.close()
+    return response
+
+
+def _fault_response(request: web.Request, fault: Fault) -> web.Response:
+    status = fault.status or 500
+    code = fault.code or _DEFAULT_FAULT_CODES.get(status, "UnknownError")
+    message = fault.message or f"Injected fault: {status} {code}."
+    if _is_identity_path(request.path):
+        error = "temporarily_unavailable" if status >= 500 else "invalid_request"
+        body = EntraError(status, error, 0, message).body(_correlation_id(request))
+        body["error"] = fault.code or error
+        response = web.json_response(body, status=status)
+    else:
+        response = _graph_error(request, status, code, message)
+    for name, value in fault.headers.items():
+        response.headers[name] = value
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = fault.retry_after
+    return response
+
+
+def _is_identity_path(path: str) -> bool:
+    return not path.startswith(GRAPH_PREFIX + "/") and not path.startswith(CONTROL_PREFIX)
+
+
+async def _injected_latency(request: web.Request) -> None:
+    fault = request[_EXCHANGE].fault
+    if fault is not None and fault.status is None and fault.latency:
+        await asyncio.sleep(fault.latency)
+
+
+# --- Graph responses -----------------------------------------------------------------------------
+
+
+def _graph_json(data: Any, *, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(data, separators=(",", ":")),
+        content_type=None,
+        headers={"Content-Type": _JSON},
+    )
+
+
+def _graph_error(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    exchange = request.get(_EXCHANGE) or _Exchange(str(uuid.uuid4()), None)
+    request_id = exchange.request_id
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    inner = {
+        "date": date,
+        "request-id": request_id,
+        "client-request-id": exchange.client_request_id or request_id,
+    }
+    response = _graph_json(
+        {"error": {"code": code, "message": message, "innerError": inner}}, status=status
+    )
+    if status == 401:
+        response.headers["WWW-Authenticate"] = (
+            'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
+            'oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'
+        )
+    return response
+
+
+def _correlation_id(request: web.Request) -> str:
+    exchange = request[_EXCHANGE]
+    return exchange.client_request_id or exchange.request_id
+
+
+# --- Graph routing -------------------------------------------------------------------------------
+
+_ODATA_KEY = re.compile(r"^keySets\('((?:[^']|'')*)'\)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a Graph path names: the collection, a key set, an action or a key."""
+
+    key_set_id: str | None = None
+    action: str | None = None  # lower-cased: generatekey, uploadsecret, ..., keys_v2
+    kid: str | None = None
+
+
+def _parse_graph_path(raw_path: str) -> _Target:
+    tail = raw_path[len(GRAPH_PREFIX) :].strip("/")
+    segments = [unquote(s) for s in tail.split("/")] if tail else []
+    if not segments or segments[0].lower() != "trustframework":
+        raise _unknown_segment(segments[0] if segments else "")
+    rest = segments[1:]
+    if not rest:
+        raise _unknown_segment("trustFramework")
+    odata = _ODATA_KEY.match(rest[0])
+    if odata:
+        rest = [odata.group(1).replace("''", "'"), *rest[1:]]
+    elif rest[0].lower() == "keysets":
+        rest = rest[1:]
+        if not rest:
+            return _Target()
+    else:
+        raise _unknown_segment(rest[0])
+    key_set_id, rest = rest[0], rest[1:]
+    if not rest:
+        return _Target(key_set_id=key_set_id)
+    action = rest[0].lower().removeprefix("microsoft.graph.").removesuffix("()")
+    known = {"generatekey", "uploadsecret", "uploadcertificate", "uploadpkcs12", "getactivekey"}
+    if action in known and len(rest) == 1:
+        return _Target(key_set_id=key_set_id, action=action)
+    if action == "keys_v2" and len(rest) <= 2:
+        return _Target(
+            key_set_id=key_set_id, action=action, kid=rest[1] if len(rest) == 2 else None
+        )
+    raise _unknown_segment(rest[0])
+
+
+def _unknown_segment(segment: str) -> B2CRefusal:
+    return B2CRefusal(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+
+
+def _method_not_allowed() -> B2CRefusal:
+    return B2CRefusal(
+        405, "BadRequest", "Specified HTTP method is not allowed for the request uri."
+    )
+
+
+# (action, method) -> (needs write permission, handler name)
+_OPERATIONS: dict[tuple[str, str], tuple[bool, str]] = {
+    ("collection", "GET"): (False, "list"),
+    ("collection", "POST"): (True, "create"),
+    ("item", "GET"): (False, "get"),
+    ("item", "PUT"): (True, "replace"),
+    ("item", "PATCH"): (True, "replace"),
+    ("item", "DELETE"): (True, "delete"),
+    ("generatekey", "POST"): (True, "generate_key"),
+    ("uploadsecret", "POST"): (True, "upload_secret"),
+    ("uploadcertificate", "POST"): (True, "upload_certificate"),
+    ("uploadpkcs12", "POST"): (True, "upload_pkcs12"),
+    ("getactivekey", "GET"): (False, "active_key"),
+    ("keys_v2", "GET"): (False, "list_keys"),
+    ("key_v2", "GET"): (False, "get_key"),
+    ("key_v2", "PATCH"): (True, "set_key_status"),
+}
+
+
+async def _graph(request: web.Request) -> web.StreamResponse:
+    state, identity = request.app[_STATE], request.app[_IDENTITY]
+    try:
+        target = _parse_graph_path(request.rel_url.raw_path)
+        if target.key_set_id is None:
+            shape = "collection"
+        elif target.action is None:
+            shape = "item"
+        elif target.action == "keys_v2" and target.kid is not None:
+            shape = "key_v2"
+        else:
+            shape = target.action
+        operation = _OPERATIONS.get((shape, request.method))
+        if operation is None or (
+            operation[1] == "replace"
+            and request.method == "PATCH"
+            and not state.rules.accept_patch_as_put
+        ):
+            raise _method_not_allowed()
+        write, name = operation
+        claims = identity.check_bearer(request.headers.get("Authorization"))
+        request[_EXCHANGE].client_id = claims.client_id
+        needs_write = write or (
+            shape in ("keys_v2", "key_v2") and state.rules.keys_v2_read_needs_readwrite
+        )
+        check_roles(claims, write=needs_write)
+        body = await _json_body(request) if request.method in ("POST", "PUT", "PATCH") else {}
+        return await _run(request, state, target, name, write, body, claims)
+    except B2CRefusal as refusal:
+        return _graph_error(request, refusal.status, refusal.code, refusal.message)
+    except GraphAuthError as refusal:
+        return _graph_error(request, refusal.status, refusal.code, refusal.message)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise B2CRefusal(
+            400,
+            "BadRequest",
+            "Unable to read JSON request payload. Please ensure Content-Type "
+            "header is set and payload is of valid JSON format.",
+        ) from None
+    if not isinstance(body, dict):
+        raise B2CRefusal(400, "BadRequest", "The request payload must be a JSON object.")
+    return body
+
+
+async def _run(
+    request: web.Request,
+    state: EmulatorState,
+    target: _Target,
+    name: str,
+    write: bool,
+    body: dict[str, Any],
+    claims: TokenClaims,
+) -> web.StreamResponse:
+    del claims  # roles were checked by the caller; kept in the signature for future audit needs
+    if not write:
+        await _injected_latency(request)
+        return _read(request, state, target, name)
+    lock_id = state.final_id(str(body.get("id", ""))) if name == "create" else target.key_set_id
+    with state.writing(lock_id or ""):
+        await _injected_latency(request)
+        return _write(request, state, target, name, body)
+
+
+def _read(request: web.Request, state: EmulatorState, target: _Target, name: str) -> web.Response:
+    rules = state.rules
+    base = str(request.url.origin()) + GRAPH_PREFIX
+    key_set_id = target.key_set_id or ""
+    if name == "list":
+        return _graph_json(
+            {
+                "@odata.context": f"{base}/$metadata#trustFramework/keySets",
+                "value": [_key_set_view(ks, rules) for ks in state.list_key_sets()],
+            }
+        )
+    if name == "get":
+        view = _key_set_view(state.get_key_set(key_set_id), rules)
+        return _graph_json(
+            {"@odata.context": f"{base}/$metadata#trustFramework/keySets/$entity", **view}
+        )
+    if name == "active_key":
+        key = state.active_key(key_set_id)
+        return _graph_json(
+            {
+                "@odata.context": f"{base}/$metadata#microsoft.graph.trustFrameworkKey",
+                **key.public_view(rules),
+            }
+        )
+    if name == "list_keys":
+        context = f"{base}/$metadata#trustFramework/keySets('{key_set_id}')/keys_v2"
+        keys = [k.public_view(rules) for k in state.list_keys(key_set_id)]
+        return _graph_json({"@odata.context": context, "value": keys})
+    key = state.get_key(key_set_id, target.kid or "")
+    view = key.public_view(rules)
+    return _graph_json({"value": view} if rules.wrap_key_v2_in_value else view)
+
+
+def _write(
+    request: web.Request, state: EmulatorState, target: _Target, name: str, body: dict[str, Any]
+) -> web.Response:
+    rules = state.rules
+    base = str(request.url.origin()) + GRAPH_PREFIX
+    key_set_id = target.key_set_id or ""
+    if name == "create":
+        key_set = state.create_key_set(body)
+        response = _graph_json(
+            {
+                "@odata.context": f"{base}/$metadata#trustFramework/keySets/$entity",
+                **_key_set_view(key_set, rules),
+            },
+            status=201,
+        )
+        response.headers["Location"] = f"{base}/trustFramework/keySets('{key_set.id}')"
+        return response
+    if name == "replace":
+        key_set = state.replace_key_set(key_set_id, body)
+        return _graph_json(_key_set_view(key_set, rules))
+    if name == "delete":
+        state.delete_key_set(key_set_id)
+        return web.Response(status=204)
+    if name == "set_key_status":
+        state.set_key_status(key_set_id, target.kid or "", body)
+        return web.Response(status=204)
+    actions: dict[str, Callable[[str, dict[str, Any]], StoredKey]] = {
+        "generate_key": state.generate_key,
+        "upload_secret": state.upload_secret,
+        "upload_certificate": state.upload_certificate,
+        "upload_pkcs12": state.upload_pkcs12,
+    }
+    key = actions[name](key_set_id, body)
+    return _graph_json(
+        {
+            "@odata.context": f"{base}/$metadata#microsoft.graph.trustFrameworkKey",
+            **key.public_view(rules),
+        }
+    )
+
+
+def _key_set_view(key_set: KeySet, rules: EmulatorRules) -> dict[str, Any]:
+    return {"id": key_set.id, "keys": [k.public_view(rules) for k in key_set.keys]}
+
+
+# --- identity routes -----------------------------------------------------------------------------
+
+
+async def _token(request: web.Request) -> web.StreamResponse:
+    identity = request.app[_IDENTITY]
+    tenant = request.match_info["tenant"]
+    try:
+        await _injected_latency(request)
+        form = await request.post()
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        if fields.get("client_id"):
+            request[_EXCHANGE].client_id = fields["client_id"]
+        answer = identity.issue_token(tenant, fields, request.path)
+        return web.json_response(answer, headers={"Cache-Control": "no-store, no-cache"})
+    except EntraError as error:
+        return web.json_response(error.body(_correlation_id(request)), status=error.status)
+
+
+async def _openid_configuration(request: web.Request) -> web.StreamResponse:
+    identity = request.app[_IDENTITY]
+    try:
+        document = identity.openid_configuration(
+            str(request.url.origin()), request.match_info["tenant"]
+        )
+    except EntraError as error:
+        return web.json_response(error.body(_correlation_id(request)), status=error.status)
+    return web.json_response(document)
+
+
+async def _jwks(request: web.Request) -> web.StreamResponse:
+    identity = request.app[_IDENTITY]
+    if not identity.knows_tenant(request.match_info["tenant"]):
+        error = identity.unknown_tenant(request.match_info["tenant"], error="invalid_tenant")
+        return web.json_response(error.body(_correlation_id(request)), status=error.status)
+    return web.json_response(identity.jwks())
+
+
+# --- control routes (loopback test tool; no auth) ------------------------------------------------
+
+
+async def _control_requests(request: web.Request) -> web.StreamResponse:
+    records = request.app[_STATE].requests()
+    return web.json_response({"value": [asdict(r) for r in records]})
+
+
+async def _control_list_faults(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"value": [f.as_dict() for f in request.app[_STATE].faults()]})
+
+
+async def _control_add_fault(request: web.Request) -> web.StreamResponse:
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise TypeError("a fault is a JSON object")
+        retry_after = body.pop("retry_after", None)
+        fault = Fault(**body, retry_after=None if retry_after is None else str(retry_after))
+    except (ValueError, TypeError, re.error) as error:
+        return web.json_response({"error": f"invalid fault: {error}"}, status=400)
+    request.app[_STATE].add_fault(fault)
+    return web.json_response(fault.as_dict(), status=201)
+
+
+async def _control_clear_faults(request: web.Request) -> web.StreamResponse:
+    request.app[_STATE].clear_faults()
+    return web.Response(status=204)
+
+
+async def _control_reset(request: web.Request) -> web.StreamResponse:
+    request.app[_STATE].reset()
+    return web.Response(status=204)
+
+
+async def _control_clock(request: web.Request) -> web.StreamResponse:
+    state = request.app[_STATE]
+    if request.method == "POST":
+        try:
+            body = await request.json()
+            if "advance" in body:
+                state.advance_clock(float(body["advance"]))
+            elif "set" in body:
+                state.set_clock(float(body["set"]))
+            else:
+                raise ValueError("give 'advance' (seconds) or 'set' (epoch seconds)")
+        except (ValueError, TypeError) as error:
+            return web.json_response({"error": f"invalid clock change: {error}"}, status=400)
+    return web.json_response({"now": state.now()})
+
+
+async def _control_key_sets(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"value": request.app[_STATE].snapshot()})
+
+
+async def _control_warnings(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"value": request.app[_STATE].warnings()})
