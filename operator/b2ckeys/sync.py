@@ -174,8 +174,8 @@ class KeySetSyncer:
         except keymaterial.KeyMaterialError as e:
             raise SourceProblem(
                 Reason.INVALID_SOURCE,
-                f"{obj.kind} {namespace}/{obj.name}: {e}. Nothing was uploaded; the keys already "
-                f"in B2C are untouched.",
+                f"{obj.kind} {namespace}/{obj.name}: {str(e).rstrip('.')}. Nothing was "
+                "uploaded; the keys already in B2C are untouched.",
             ) from None
         return gathered
 
