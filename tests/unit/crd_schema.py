@@ -43,8 +43,9 @@ KNOWN_KEYWORDS = frozenset(
         "x-kubernetes-map-type", "x-kubernetes-validations",
     }
 )  # fmt: skip
-# Refused by the v1 API (references, quadratic checks) or, for `nullable`, by this project: the
-# operator clears a status field with a merge-patch null, which must delete it, not store null.
+# Refused by the v1 API (id, references, definitions, dependencies, pattern and additional
+# items), or by this project: `$schema` means nothing to the API server, and `nullable` would
+# keep the nulls that the operator's merge patches send to delete a status field.
 FORBIDDEN_KEYWORDS = frozenset(
     {
         "$ref", "$schema", "id", "definitions", "dependencies", "patternProperties",
