@@ -176,6 +176,26 @@ class Graph:
         response = await self.http.post("/_emulator/clock", json={"advance": seconds})
         assert response.status_code < 300, response.text
 
+    async def delete_key_set(
+        self, key_set_id: str, client_id: str, secret: str, tenant: str
+    ) -> None:
+        """Delete a key set through Graph itself, as an admin in the portal would."""
+        token = await self.http.post(
+            f"/{tenant}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+                "scope": "https://graph.microsoft.com/.default",
+            },
+        )
+        assert token.status_code == 200, token.text
+        response = await self.http.delete(
+            f"/beta/trustFramework/keySets/{key_set_id}",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )
+        assert response.status_code == 204, response.text
+
     async def reset(self) -> None:
         response = await self.http.post("/_emulator/reset")
         assert response.status_code < 300, response.text
