@@ -83,7 +83,7 @@ async def test_only_status_events_and_our_finalizer_are_written(
     source_after = await kube.get(src)
     assert source_after is not None
     assert source_after["metadata"]["resourceVersion"] == src["metadata"]["resourceVersion"]
-    assert not (source_after["metadata"].get("annotations") or {})
+    assert not source_after["metadata"].get("annotations")
     for obj in (retained, deleting):
         annotations = obj["metadata"].get("annotations") or {}
         assert not [a for a in annotations if "kopf" in a]
