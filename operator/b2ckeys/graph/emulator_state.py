@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import re
 import time
@@ -150,9 +150,12 @@ class EmulatorState:
         return list(self._key_sets)
 
     def key_set(self, key_set_id: str) -> KeySet | None:
-        """A deep copy of one key set (private material included, for in-process checks)."""
+        """A copy of one key set that a test cannot change B2C's state through."""
         found = self._key_sets.get(key_set_id)
-        return copy.deepcopy(found) if found is not None else None
+        if found is None:
+            return None
+        # Shallow key copies: private material is shared, never duplicated.
+        return KeySet(id=found.id, keys=[dataclasses.replace(k) for k in found.keys])
 
     def private_material(self, key_set_id: str, kid: str) -> SecretBytes | None:
         """What a key's write-only members hold, for tests that check an upload's content.
