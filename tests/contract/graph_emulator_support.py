@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,8 +16,9 @@ from dataclasses import dataclass
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
@@ -221,3 +224,34 @@ def build_apps(material: GraphEmulatorMaterial) -> GraphEmulatorApps:
             federated_public_key_pem=_public_pem(material.ec_key),
         ),
     )
+
+
+def sign_jwt(claims: dict[str, object], key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    """A compact JWS as a Kubernetes service-account issuer would write one (RS256 or ES256)."""
+
+    def segment(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
+    header = {"alg": alg, "typ": "JWT", "kid": "cluster-issuer-key"}
+    signing_input = f"{segment(json.dumps(header).encode())}.{segment(json.dumps(claims).encode())}"
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    else:
+        r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return f"{signing_input}.{segment(signature)}"
+
+
+def federated_claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": FEDERATED_ISSUER,
+        "sub": FEDERATED_SUBJECT,
+        "aud": ["api://AzureADTokenExchange"],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+    }
+    claims.update(overrides)
+    return claims
