@@ -187,6 +187,10 @@ class EmulatorState:
     def record_request(self, record: RequestRecord) -> None:
         self._requests.append(record)
 
+    def writes_in_flight(self) -> dict[str, int]:
+        """Key set id -> number of write handlers running on it right now."""
+        return dict(self._in_flight)
+
     def warnings(self) -> list[str]:
         return list(self._warnings)
 
