@@ -19,7 +19,7 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Literal, NoReturn, TypeVar
@@ -237,15 +237,15 @@ def load_tls_secret(
     if ca_raw is not None:
         _sized(ca_raw, "ca.crt", MAX_CA_BUNDLE_BYTES)
 
-    key = _private_key_from_pem(key_raw, "tls.key")
+    unchecked_key, key_der = _private_key_from_pem(key_raw, "tls.key")
     certs = _certificates(crt_raw, "tls.crt", MAX_CHAIN_CERTIFICATES)
     ca_certs = (
         _certificates(ca_raw, "ca.crt", MAX_CA_CERTIFICATES)
         if ca_raw and not ca_raw.isspace()
         else []
     )
-    return _with_key(
-        key,
+    material = _with_key(
+        unchecked_key,
         "tls.key",
         certs,
         "tls.crt",
@@ -254,6 +254,7 @@ def load_tls_secret(
         now=now,
         allow_not_yet_valid=allow_not_yet_valid,
     )
+    return replace(material, _private_key=_validated_private_key(key_der, "tls.key"))
 
 
 def load_pkcs12(
@@ -287,6 +288,15 @@ def load_pkcs12(
                 f"The PKCS#12 password in {password_field!r} is not valid UTF-8 text.",
             )
         secret_password = encoded
+    if b"\x00" in secret_password:
+        # OpenSSL takes the password as a C string; cryptography panics on a NUL and the panic
+        # message printed to stderr would quote the password, so it never gets that far.
+        _fail(
+            "Malformed",
+            password_field,
+            f"The PKCS#12 password in {password_field!r} contains a NUL character, "
+            "which no PKCS#12 tool can use; check the password Secret.",
+        )
     if len(secret_password) > MAX_PASSWORD_BYTES:
         _fail(
             "TooLarge",
@@ -464,7 +474,7 @@ class _Cert:
 class _PemBlock:
     label: bytes
     der: bytes | None  # None when the body is not valid base64
-    has_headers: bool  # RFC 1421 headers: only legacy encrypted keys carry them
+    legacy_encrypted: bool  # RFC 1421 "Proc-Type: 4,ENCRYPTED" header (OpenSSL's old format)
 
 
 _PEM_BEGIN = b"-----BEGIN "
@@ -548,9 +558,11 @@ def _pem_blocks(data: bytes, field: str, max_blocks: int) -> list[_PemBlock]:
         if len(blocks) >= max_blocks:
             _too_many_blocks(field, max_blocks)
         body = data[body_start:body_end]
-        has_headers = b":" in body
-        der = None if has_headers else _attempt(partial(_strict_b64, body))
-        blocks.append(_PemBlock(label, der, has_headers))
+        # Header lines ("Name: value") only appear in legacy encrypted keys; any other colon
+        # makes the body invalid base64, which `der=None` reports as malformed.
+        legacy_encrypted = b"Proc-Type:" in body and b"ENCRYPTED" in body
+        der = None if legacy_encrypted else _attempt(partial(_strict_b64, body))
+        blocks.append(_PemBlock(label, der, legacy_encrypted))
         position = body_end + len(end_marker)
     return blocks
 
@@ -567,7 +579,8 @@ def _is_private_key_label(label: bytes) -> bool:
     return label.endswith(b"PRIVATE KEY")
 
 
-def _private_key_from_pem(data: bytes, field: str) -> rsa.RSAPrivateKey:
+def _private_key_from_pem(data: bytes, field: str) -> tuple[rsa.RSAPrivateKey, bytes]:
+    """The key, read *without* validation, and its DER (for `_validated_private_key` later)."""
     blocks = _pem_blocks(data, field, MAX_CHAIN_CERTIFICATES)
     keys = [b for b in blocks if _is_private_key_label(b.label)]
     if not keys:
@@ -585,7 +598,7 @@ def _private_key_from_pem(data: bytes, field: str) -> rsa.RSAPrivateKey:
             "belongs to the certificate.",
         )
     block = keys[0]
-    if block.has_headers or block.label == b"ENCRYPTED PRIVATE KEY":
+    if block.legacy_encrypted or block.label == b"ENCRYPTED PRIVATE KEY":
         _fail(
             "EncryptedKey",
             field,
@@ -604,8 +617,9 @@ def _private_key_from_pem(data: bytes, field: str) -> rsa.RSAPrivateKey:
             "PKCS#8 private key.",
         )
     der = block.der
-    # Read without validation first: that is cheap and lets the size limit refuse a huge key
-    # before the (cubic-cost) validation runs.
+    # Validation (primality of p and q) is the most expensive step of the whole load, so it
+    # runs last, once every cheap check has passed; this also lets the size limit refuse a
+    # huge key before its validation could take seconds.
     unchecked = _attempt(
         lambda: serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
     )
@@ -615,8 +629,11 @@ def _private_key_from_pem(data: bytes, field: str) -> rsa.RSAPrivateKey:
             field,
             f"The private key in {field!r} cannot be read as a PKCS#1 or PKCS#8 key.",
         )
-    _usable_private_key(unchecked, field)
-    validated = _attempt(lambda: serialization.load_der_private_key(der, None))
+    return _usable_private_key(unchecked, field), der
+
+
+def _validated_private_key(der: bytes, field: str) -> rsa.RSAPrivateKey:
+    validated = _attempt(partial(serialization.load_der_private_key, der, None))
     if not isinstance(validated, rsa.RSAPrivateKey):
         _fail(
             "Malformed",

@@ -270,6 +270,15 @@ def _encrypted(fmt: serialization.PrivateFormat) -> bytes:
     )
 
 
+def _inconsistent_key() -> bytes:
+    """The leaf's public numbers with a wrong private exponent: only validation can tell."""
+    key = base().leaf_key
+    assert isinstance(key, rsa.RSAPrivateKey)
+    n = key.private_numbers()
+    broken = rsa.RSAPrivateNumbers(n.p, n.q, n.d + 2, n.dmp1, n.dmq1, n.iqmp, n.public_numbers)
+    return key_pem(broken.private_key(unsafe_skip_rsa_key_validation=True))
+
+
 def _renewed_leaf_twice() -> bytes:
     renewed = leaf_with(lambda s: replace(s, serial=4242, not_before=NOW - 2 * DAY)).leaf
     return pem(base().leaf) + pem(renewed) + pem(base().intermediate)
@@ -401,6 +410,7 @@ TLS_REFUSED = [
         "KeyTooLarge",
         "tls.key",
     ),
+    Refused("inconsistent RSA key", _set("tls.key", _inconsistent_key), "Malformed", "tls.key"),
     Refused(
         "key of another certificate",
         _set("tls.key", lambda: key_pem(rsa_key("stranger"))),
