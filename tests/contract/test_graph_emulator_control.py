@@ -256,6 +256,9 @@ async def test_keysets_view_has_active_kid_and_no_secrets(
         {"path": "x", "status": 503, "commit_then_drop": True},
         {"path": "x", "status": 503, "times": 0},
         {"path": "x", "status": 503, "colour": "red"},
+        {"path": "x", "status": "503"},
+        {"path": "x", "status": 503, "headers": {"x-n": 1}},
+        {"path": "x", "latency": "slow"},
         ["not", "an", "object"],
     ],
     ids=[
@@ -265,6 +268,9 @@ async def test_keysets_view_has_active_kid_and_no_secrets(
         "two effects",
         "zero times",
         "unknown field",
+        "status as text",
+        "header value not text",
+        "latency as text",
         "list",
     ],
 )

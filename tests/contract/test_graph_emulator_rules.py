@@ -29,7 +29,7 @@ from graph_emulator_support import (
 
 from b2ckeys.graph.emulator import EmulatorRules
 
-Body = dict[str, Any] | Callable[[GraphEmulatorMaterial], dict[str, Any]] | None
+Body = dict[str, Any] | Callable[[GraphEmulatorMaterial], dict[str, Any]] | str | bytes | None
 KS = "B2C_1A_rules"
 
 
@@ -204,6 +204,14 @@ ROWS: dict[str, Row] = {
     "unknown action segment": Row(Call("POST", "/{ks}/rotate", {}), 400, "BadRequest"),
     "method not allowed": Row(Call("DELETE", ""), 405, "BadRequest"),
     "body that is not JSON": Row(Call("POST", "/{ks}/uploadSecret", "{oops"), 400, "BadRequest"),
+    "body without JSON content type": Row(
+        Call("POST", "/{ks}/uploadSecret", b'{"use": "sig", "k": "x"}'), 415, "UnsupportedMediaType"
+    ),
+    "content type not checked by rule": Row(
+        Call("POST", "/{ks}/uploadSecret", b'{"use": "sig", "k": "x"}'),
+        200,
+        rules={"require_json_content_type": False},
+    ),
     "OData key syntax": Row(Call("GET", "('B2C_1A_rules')"), 200, member=("id", KS)),
     # §2.8 PUT / PATCH
     "PUT on a missing key set is AADB2C95052": Row(
@@ -459,7 +467,10 @@ async def test_rule(
                 assert key_set.keys
                 path = path.replace("{kid}", key_set.keys[0].kid)
             body = call.body(graph_emulator_material) if callable(call.body) else call.body
-            if isinstance(body, str):
+            if isinstance(body, bytes):  # raw bytes, no content type
+                return await http.request(call.method, path, content=body, headers=headers)
+            if isinstance(body, str):  # raw text labelled as JSON
+                headers["Content-Type"] = "application/json"
                 return await http.request(call.method, path, content=body, headers=headers)
             return await http.request(call.method, path, json=body, headers=headers)
 

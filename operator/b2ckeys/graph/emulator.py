@@ -411,7 +411,8 @@ async def _graph(request: web.Request) -> web.StreamResponse:
             shape in ("keys_v2", "key_v2") and state.rules.keys_v2_read_needs_readwrite
         )
         check_roles(claims, write=needs_write)
-        body = await _json_body(request) if request.method in ("POST", "PUT", "PATCH") else {}
+        has_body = request.method in ("POST", "PUT", "PATCH")
+        body = await _json_body(request, state.rules) if has_body else {}
         return await _run(request, state, target, name, write, body, claims)
     except B2CRefusal as refusal:
         return _graph_error(request, refusal.status, refusal.code, refusal.message)
@@ -419,9 +420,16 @@ async def _graph(request: web.Request) -> web.StreamResponse:
         return _graph_error(request, refusal.status, refusal.code, refusal.message)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, rules: EmulatorRules) -> dict[str, Any]:
+    raw = await request.read()
+    if raw and rules.require_json_content_type and request.content_type != "application/json":
+        raise B2CRefusal(
+            415,
+            "UnsupportedMediaType",
+            "The content type of the request body must be application/json.",
+        )
     try:
-        body = json.loads(await request.read() or b"{}")
+        body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise B2CRefusal(
             400,

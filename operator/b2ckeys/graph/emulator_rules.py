@@ -88,8 +88,11 @@ class EmulatorRules:
     detect_concurrent_writes: bool = True
     concurrent_write_status: int = 409
 
-    # --- §3.1 errors --------------------------------------------------------------------------
+    # --- §1 / §3.1 requests and errors -------------------------------------------------------
     not_found_status: int = 404
+    # A request body without `Content-Type: application/json` gets 415 (§1: "POST and PUT also
+    # need Content-Type: application/json"; the status is a guess).
+    require_json_content_type: bool = True
 
     # --- identity -----------------------------------------------------------------------------
     # Access token lifetime in seconds, measured on the emulator's clock (Entra: 60-90 min;

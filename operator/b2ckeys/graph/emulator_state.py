@@ -73,6 +73,23 @@ class Fault:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
+        # Faults also arrive as JSON over the control route, so check types, not just values.
+        _require(isinstance(self.path, str), "path must be a regular expression string")
+        _require(self.method is None or isinstance(self.method, str), "method must be a string")
+        _require(_is_int(self.times), "times must be an integer")
+        _require(self.status is None or _is_int(self.status), "status must be an integer")
+        _require(
+            isinstance(self.latency, int | float) and not isinstance(self.latency, bool),
+            "latency must be a number of seconds",
+        )
+        _require(isinstance(self.commit_then_drop, bool), "commit_then_drop must be true or false")
+        _require(
+            isinstance(self.headers, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()),
+            "headers must map names to string values",
+        )
+        for text in (self.code, self.message, self.retry_after):
+            _require(text is None or isinstance(text, str), "code/message must be strings")
         re.compile(self.path)
         if self.times < 1:
             raise ValueError("times must be at least 1")
@@ -100,6 +117,15 @@ class Fault:
         data = asdict(self)
         data["headers"] = dict(self.headers)
         return data
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
