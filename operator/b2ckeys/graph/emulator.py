@@ -26,7 +26,6 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -35,10 +34,10 @@ from b2ckeys.graph.emulator_identity import (
     EntraError,
     GraphAuthError,
     IdentityService,
-    TokenClaims,
     check_roles,
 )
 from b2ckeys.graph.emulator_keys import B2CRefusal, StoredKey
+from b2ckeys.graph.emulator_paths import GraphTarget, Operation, parse_graph_path, resolve_operation
 from b2ckeys.graph.emulator_rules import EmulatorRules
 from b2ckeys.graph.emulator_state import EmulatorState, Fault, KeySet, RequestRecord
 from b2ckeys.graph.emulator_tls import ensure_ca, server_ssl_context
@@ -311,109 +310,21 @@ def _correlation_id(request: web.Request) -> str:
     return exchange.client_request_id or exchange.request_id
 
 
-# --- Graph routing -------------------------------------------------------------------------------
-
-_ODATA_KEY = re.compile(r"^keySets\('((?:[^']|'')*)'\)$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class _Target:
-    """What a Graph path names: the collection, a key set, an action or a key."""
-
-    key_set_id: str | None = None
-    action: str | None = None  # lower-cased: generatekey, uploadsecret, ..., keys_v2
-    kid: str | None = None
-
-
-def _parse_graph_path(raw_path: str) -> _Target:
-    tail = raw_path[len(GRAPH_PREFIX) :].strip("/")
-    segments = [unquote(s) for s in tail.split("/")] if tail else []
-    if not segments or segments[0].lower() != "trustframework":
-        raise _unknown_segment(segments[0] if segments else "")
-    rest = segments[1:]
-    if not rest:
-        raise _unknown_segment("trustFramework")
-    odata = _ODATA_KEY.match(rest[0])
-    if odata:
-        rest = [odata.group(1).replace("''", "'"), *rest[1:]]
-    elif rest[0].lower() == "keysets":
-        rest = rest[1:]
-        if not rest:
-            return _Target()
-    else:
-        raise _unknown_segment(rest[0])
-    key_set_id, rest = rest[0], rest[1:]
-    if not rest:
-        return _Target(key_set_id=key_set_id)
-    action = rest[0].lower().removeprefix("microsoft.graph.").removesuffix("()")
-    known = {"generatekey", "uploadsecret", "uploadcertificate", "uploadpkcs12", "getactivekey"}
-    if action in known and len(rest) == 1:
-        return _Target(key_set_id=key_set_id, action=action)
-    if action == "keys_v2" and len(rest) <= 2:
-        return _Target(
-            key_set_id=key_set_id, action=action, kid=rest[1] if len(rest) == 2 else None
-        )
-    raise _unknown_segment(rest[0])
-
-
-def _unknown_segment(segment: str) -> B2CRefusal:
-    return B2CRefusal(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
-
-
-def _method_not_allowed() -> B2CRefusal:
-    return B2CRefusal(
-        405, "BadRequest", "Specified HTTP method is not allowed for the request uri."
-    )
-
-
-# (action, method) -> (needs write permission, handler name)
-_OPERATIONS: dict[tuple[str, str], tuple[bool, str]] = {
-    ("collection", "GET"): (False, "list"),
-    ("collection", "POST"): (True, "create"),
-    ("item", "GET"): (False, "get"),
-    ("item", "PUT"): (True, "replace"),
-    ("item", "PATCH"): (True, "replace"),
-    ("item", "DELETE"): (True, "delete"),
-    ("generatekey", "POST"): (True, "generate_key"),
-    ("uploadsecret", "POST"): (True, "upload_secret"),
-    ("uploadcertificate", "POST"): (True, "upload_certificate"),
-    ("uploadpkcs12", "POST"): (True, "upload_pkcs12"),
-    ("getactivekey", "GET"): (False, "active_key"),
-    ("keys_v2", "GET"): (False, "list_keys"),
-    ("key_v2", "GET"): (False, "get_key"),
-    ("key_v2", "PATCH"): (True, "set_key_status"),
-}
+# --- Graph routes -------------------------------------------------------------------------------
 
 
 async def _graph(request: web.Request) -> web.StreamResponse:
     state, identity = request.app[_STATE], request.app[_IDENTITY]
     try:
-        target = _parse_graph_path(request.rel_url.raw_path)
-        if target.key_set_id is None:
-            shape = "collection"
-        elif target.action is None:
-            shape = "item"
-        elif target.action == "keys_v2" and target.kid is not None:
-            shape = "key_v2"
-        else:
-            shape = target.action
-        operation = _OPERATIONS.get((shape, request.method))
-        if operation is None or (
-            operation[1] == "replace"
-            and request.method == "PATCH"
-            and not state.rules.accept_patch_as_put
-        ):
-            raise _method_not_allowed()
-        write, name = operation
+        # Graph's front door authenticates before it looks at the path.
         claims = identity.check_bearer(request.headers.get("Authorization"))
         request[_EXCHANGE].client_id = claims.client_id
-        needs_write = write or (
-            shape in ("keys_v2", "key_v2") and state.rules.keys_v2_read_needs_readwrite
-        )
-        check_roles(claims, write=needs_write)
+        target = parse_graph_path(request.rel_url.raw_path.removeprefix(GRAPH_PREFIX))
+        operation = resolve_operation(target, request.method, state.rules)
+        check_roles(claims, write=operation.needs_write_role)
         has_body = request.method in ("POST", "PUT", "PATCH")
         body = await _json_body(request, state.rules) if has_body else {}
-        return await _run(request, state, target, name, write, body, claims)
+        return await _run(request, state, target, operation, body)
     except B2CRefusal as refusal:
         return _graph_error(request, refusal.status, refusal.code, refusal.message)
     except GraphAuthError as refusal:
@@ -445,23 +356,25 @@ async def _json_body(request: web.Request, rules: EmulatorRules) -> dict[str, An
 async def _run(
     request: web.Request,
     state: EmulatorState,
-    target: _Target,
-    name: str,
-    write: bool,
+    target: GraphTarget,
+    operation: Operation,
     body: dict[str, Any],
-    claims: TokenClaims,
 ) -> web.StreamResponse:
-    del claims  # roles were checked by the caller; kept in the signature for future audit needs
-    if not write:
+    if not operation.write:
         await _injected_latency(request)
-        return _read(request, state, target, name)
-    lock_id = state.final_id(str(body.get("id", ""))) if name == "create" else target.key_set_id
-    with state.writing(lock_id or ""):
+        return _read(request, state, target, operation.name)
+    if operation.name == "create":
+        lock_id = state.final_id(str(body.get("id", "")))
+    else:
+        lock_id = target.key_set_id or ""
+    with state.writing(lock_id):
         await _injected_latency(request)
-        return _write(request, state, target, name, body)
+        return _write(request, state, target, operation.name, body)
 
 
-def _read(request: web.Request, state: EmulatorState, target: _Target, name: str) -> web.Response:
+def _read(
+    request: web.Request, state: EmulatorState, target: GraphTarget, name: str
+) -> web.Response:
     rules = state.rules
     base = str(request.url.origin()) + GRAPH_PREFIX
     key_set_id = target.key_set_id or ""
@@ -495,7 +408,7 @@ def _read(request: web.Request, state: EmulatorState, target: _Target, name: str
 
 
 def _write(
-    request: web.Request, state: EmulatorState, target: _Target, name: str, body: dict[str, Any]
+    request: web.Request, state: EmulatorState, target: GraphTarget, name: str, body: dict[str, Any]
 ) -> web.Response:
     rules = state.rules
     base = str(request.url.origin()) + GRAPH_PREFIX
