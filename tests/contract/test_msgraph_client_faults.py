@@ -83,11 +83,12 @@ async def test_a_read_throttled_briefly_is_retried_inside_the_sdk(
     assert gets[1].time - gets[0].time >= 1.0  # the SDK honoured Retry-After
 
 
+@pytest.mark.parametrize("status", [429, 503])
 async def test_a_read_throttled_for_long_raises_throttled_at_once(
-    client: MsGraphKeySetClient, graph_emulator: GraphEmulator
+    client: MsGraphKeySetClient, graph_emulator: GraphEmulator, status: int
 ) -> None:
     graph_emulator.state.add_fault(
-        Fault(path=f"{KEY_SET}$", method="GET", status=429, retry_after=str(LONG_RETRY_AFTER))
+        Fault(path=f"{KEY_SET}$", method="GET", status=status, retry_after=str(LONG_RETRY_AFTER))
     )
 
     started = time.monotonic()
@@ -96,8 +97,21 @@ async def test_a_read_throttled_for_long_raises_throttled_at_once(
 
     assert time.monotonic() - started < PROMPT_SECONDS
     assert raised.value.retry_after == LONG_RETRY_AFTER
-    assert raised.value.status == 429
+    assert raised.value.status == status
     assert len(graph_calls(graph_emulator, "GET", f"{KEY_SET}$")) == 1
+
+
+async def test_read_retries_are_bounded_by_the_connection(
+    graph_emulator: GraphEmulator, graph_emulator_apps: GraphEmulatorApps
+) -> None:
+    conn = connection(graph_emulator, graph_emulator_apps.writer, read_retries=1)
+    async with open_client(conn) as client:
+        graph_emulator.state.add_fault(
+            Fault(path="keySets$", method="GET", status=429, retry_after="1", times=3)
+        )
+        with pytest.raises(Throttled):
+            await client.list_key_sets()
+    assert [c.status for c in graph_calls(graph_emulator, "GET", "keySets$")] == [429, 429]
 
 
 async def test_an_http_date_retry_after_is_read(

@@ -12,13 +12,19 @@ Two rules shape the request pipeline:
 - Writes are never retried by the SDK: every upload adds a key, so replaying a POST whose response
   was lost after B2C committed it would add a duplicate. A write that fails without a definite
   answer raises `TransientError(outcome_unknown=True)` and the caller re-reads before writing again.
+
+SDK traps handled on purpose: getActiveKey is called as `getActiveKey()` (the SDK's own URL);
+the key set update builder sends PATCH, not PUT, and is never used (the operator only appends);
+keys_v2/{kid} has no PATCH builder, so that request is built by hand and sent through the same
+adapter; key sets are parsed into a lean view, not the SDK's Entity model (see `_KeySetView`);
+the adapter's base URL is set explicitly (kiota-http ignores its constructor argument); closing
+the httpx client does not close the transport msgraph-core wraps, so `aclose` closes it.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import logging
 import re
 import time
 import warnings
@@ -137,8 +143,6 @@ with warnings.catch_warnings():
     )
     for _module in _REQUEST_BUILDER_MODULES:
         importlib.import_module(_module)
-
-_log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _ViewT = TypeVar("_ViewT", bound=Parsable)
