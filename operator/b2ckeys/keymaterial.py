@@ -278,6 +278,9 @@ def load_pkcs12(
     _sized(pfx, field, MAX_PKCS12_BYTES)
     if not pfx or pfx.isspace():
         _fail("Empty", field, f"The Secret key {field!r} is empty; put the PKCS#12 file in it.")
+    the_password = (
+        f"The PKCS#12 password in {password_field!r}" if password_field else "The PKCS#12 password"
+    )
     secret_password = b""
     if password is not None:
         encoded = _attempt(partial(password.reveal().encode, "utf-8"))
@@ -285,7 +288,7 @@ def load_pkcs12(
             _fail(
                 "NotUtf8",
                 password_field,
-                f"The PKCS#12 password in {password_field!r} is not valid UTF-8 text.",
+                f"{the_password} is not valid UTF-8 text.",
             )
         secret_password = encoded
     if b"\x00" in secret_password:
@@ -294,14 +297,14 @@ def load_pkcs12(
         _fail(
             "Malformed",
             password_field,
-            f"The PKCS#12 password in {password_field!r} contains a NUL character, "
+            f"{the_password} contains a NUL character, "
             "which no PKCS#12 tool can use; check the password Secret.",
         )
     if len(secret_password) > MAX_PASSWORD_BYTES:
         _fail(
             "TooLarge",
             password_field,
-            f"The PKCS#12 password in {password_field!r} is longer than "
+            f"{the_password} is longer than "
             f"{MAX_PASSWORD_BYTES} bytes; check that the right key is referenced.",
         )
 

@@ -406,7 +406,7 @@ TLS_REFUSED = [
     ),
     Refused(
         "RSA over the upper bound",
-        _set("tls.key", lambda: key_pem(rsa_key("huge", keymaterial.MAX_RSA_BITS + 512))),
+        _set("tls.key", lambda: key_pem(rsa_key("huge", keymaterial.MAX_RSA_BITS + 8))),
         "KeyTooLarge",
         "tls.key",
     ),
@@ -616,6 +616,8 @@ PKCS12_REFUSED = [
         "password",
         "p" * (keymaterial.MAX_PASSWORD_BYTES + 1),
     ),
+    Pkcs12Refused("NUL in the password", _cert_manager_keystore, "Malformed", "password", "a\x00b"),
+    Pkcs12Refused("lone surrogate", _cert_manager_keystore, "NotUtf8", "password", "pw\udcff"),
     Pkcs12Refused("certificates only", _certs_only, "NoPrivateKey", "keystore.p12"),
     Pkcs12Refused("key only", _key_only, "NoCertificate", "keystore.p12"),
     Pkcs12Refused("EC key", _ec_keystore, "UnsupportedKeyType", "keystore.p12"),
@@ -644,6 +646,15 @@ def test_pkcs12_fields_named_by_the_caller() -> None:
         )
     assert_refused(caught.value, "WrongPassword", "saml-password")
     assert "'saml.p12'" in str(caught.value)
+
+
+def test_pkcs12_without_a_password_key_names_only_the_file() -> None:
+    with pytest.raises(KeyMaterialError) as caught:
+        load_pkcs12(
+            _cert_manager_keystore(), SecretStr("x" * 2000), use="sig", now=NOW, password_field=None
+        )
+    assert_refused(caught.value, "TooLarge", None)
+    assert "None" not in str(caught.value)
 
 
 # --- public certificates -----------------------------------------------------------------------
