@@ -140,9 +140,12 @@ class ServerProcess:
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
         if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
+            if graceful:
+                self.popen.terminate()
+            else:
+                self.popen.kill()
             try:
                 self.popen.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
@@ -256,6 +259,9 @@ class KubeCluster:
             # endpoint, which Endpoints validation refuses (loopback), logging errors forever.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            # On SIGTERM, open watches are otherwise waited for until the kill timeout (10 s
+            # per restart); a second is plenty for a test client to see its watch end.
+            "--shutdown-watch-termination-grace-period=1s",
         ]
 
     def start(self) -> None:
@@ -289,21 +295,21 @@ class KubeCluster:
         if busy:
             raise RuntimeError(f"ports still in use after the cluster stopped: {busy}")
 
-    def restart_apiserver(self) -> float:
+    def restart_apiserver(self, *, graceful: bool = True) -> float:
         """Stop kube-apiserver and start it again on the same port and etcd; seconds it took.
 
         Every watch open on it breaks, which is what a watch-resume scenario needs; clients and
-        kubeconfigs made earlier keep working against the new process.
+        kubeconfigs made earlier keep working against the new process. `graceful=False` kills
+        it (SIGKILL) instead of a SIGTERM shutdown, as a crashed or evicted server would go.
         """
         started = time.monotonic()
-        self._apiserver.stop()
+        self._apiserver.stop(graceful=graceful)
         self._start_apiserver()
         elapsed = time.monotonic() - started
         self.times.restarts.append(elapsed)
         return elapsed
 
-    @property
-    def apiserver_running(self) -> bool:
+    def apiserver_is_running(self) -> bool:
         return self._apiserver.running
 
     def apiserver_log(self) -> str:
