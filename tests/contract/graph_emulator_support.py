@@ -81,7 +81,7 @@ def triple_des(password: str) -> serialization.KeySerializationEncryption:
 
 
 def pfx_b64(
-    key: rsa.RSAPrivateKey | None,
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None,
     certificate: x509.Certificate | None,
     encryption: serialization.KeySerializationEncryption,
     extra: list[x509.Certificate] | None = None,

@@ -86,7 +86,7 @@ async def test_cli_serves_until_sigterm(emulator_ca_dir: Path) -> None:
 async def test_cli_defaults_print_a_usable_app_and_stop_on_sigint() -> None:
     async with emulator_process() as process:
         assert process.stdout is not None
-        lines = []
+        lines: list[str] = []
         first = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_SECONDS)
         match = FIRST_LINE.match(first.decode())
         assert match, first
