@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -311,7 +312,9 @@ def run_demo(workdir: Path, out: TextIO) -> None:
             None,
         ):
             kube = Kube(kube_url)
-            graph = httpx.Client(base_url=graph_url, verify=ca_file, timeout=10.0)
+            graph = httpx.Client(
+                base_url=graph_url, verify=ssl.create_default_context(cafile=ca_file), timeout=10.0
+            )
             ca = DevCA.create("b2ckeys demo CA")
             docs = _load_examples(DEMO_EXAMPLES)
             certificates = [

@@ -41,8 +41,8 @@ async def build_runtime(settings: Settings, memo: Mapping[str, Any] | None = Non
         from b2ckeys.graph.msgraph import MsGraphKeySetClient, warm_up_models
 
         graph = MsGraphKeySetClient.from_connection(settings.graph)
-        # The first parse of any Graph model imports thousands of modules (~4 s): pay it here,
-        # off the event loop, rather than in the first reconcile.
+        # Loading the SDK's models costs a one-off import: pay it here, off the event loop,
+        # rather than in the first reconcile.
         seconds = await asyncio.to_thread(warm_up_models)
         logger.info("Graph models loaded in %.1fs", seconds)
     else:

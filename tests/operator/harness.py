@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
@@ -280,7 +281,9 @@ async def clients(
 ) -> AsyncIterator[tuple[Kube, Graph]]:
     async with (
         httpx.AsyncClient(base_url=kube_url, timeout=10) as kube_http,
-        httpx.AsyncClient(base_url=graph_url, verify=str(ca), timeout=10) as graph_http,
+        httpx.AsyncClient(
+            base_url=graph_url, verify=ssl.create_default_context(cafile=str(ca)), timeout=10
+        ) as graph_http,
     ):
         yield Kube(kube_http, namespace), Graph(graph_http)
 
