@@ -18,6 +18,7 @@ from graph_emulator_support import (
 from b2ckeys.graph.emulator import EmulatorRules, Fault, GraphEmulator
 
 KEY_SETS = "/trustFramework/keySets"
+JSON = {"Content-Type": "application/json"}
 # Long enough that a second request reliably lands while the first is held, short for the suite.
 HOLD_SECONDS = 0.5
 
@@ -128,6 +129,22 @@ async def test_latency_fault_delays_the_real_answer(
     assert graph_emulator.state.requests()[-1].fault == "latency"
 
 
+async def test_latency_fault_delays_identity_and_refused_answers(
+    graph_emulator: GraphEmulator,
+) -> None:
+    graph_emulator.state.add_fault(Fault(path="openid-configuration$", latency=0.2))
+    graph_emulator.state.add_fault(Fault(path="/keySets$", latency=0.2))
+    discovery = (
+        f"{graph_emulator.url}/{graph_emulator.tenant_id}/v2.0/.well-known/openid-configuration"
+    )
+    async with httpx.AsyncClient(timeout=10) as http:
+        for url, status in ((discovery, 200), (graph_emulator.graph_base_url + KEY_SETS, 401)):
+            started = time.monotonic()
+            assert (await http.get(url)).status_code == status
+            assert time.monotonic() - started >= 0.2
+    assert [r.fault for r in graph_emulator.state.requests()] == ["latency", "latency"]
+
+
 async def test_commit_then_drop_changes_state_but_loses_the_answer(
     graph_emulator: GraphEmulator, graph_emulator_writer: httpx.AsyncClient
 ) -> None:
@@ -214,6 +231,10 @@ async def _clock_moves_activation(http: httpx.AsyncClient, control: httpx.AsyncC
     assert start <= set_back < start + 60
     assert (await http.get(f"{KEY_SETS}/{key_set}/getActiveKey")).json()["kid"] == current
     assert (await control.post("/clock", json={"rewind": 1})).status_code == 400
+    assert (await control.post("/clock", json={"advance": "soon"})).status_code == 400
+    assert (await control.post("/clock", json=["advance"])).status_code == 400
+    nan = await control.post("/clock", content=b'{"advance": NaN}', headers=JSON)
+    assert nan.status_code == 400
     assert (await control.get("/clock")).json()["now"] < start + 60
 
 

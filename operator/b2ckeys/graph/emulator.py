@@ -2,8 +2,9 @@
 
 A real HTTPS server on loopback that follows `graph-keysets-spec.md`: the B2C rules live in
 `emulator_state` (switches in `emulator_rules`), key material in `emulator_keys`, identity in
-`emulator_identity`, TLS in `emulator_tls`. This module is the aiohttp layer: routing, the Graph
-error shape, request ids, the request log, fault injection and the `/_emulator/` control routes.
+`emulator_identity`, path parsing in `emulator_paths`, TLS in `emulator_tls`. This module is the
+aiohttp layer: the Graph error shape, request ids, the request log, fault injection and the
+`/_emulator/` control routes.
 
     async with serve_graph_emulator(tls_dir=path, apps=[EmulatedApp(...)]) as emu:
         emu.graph_base_url   # https://127.0.0.1:PORT/beta
@@ -17,6 +18,7 @@ import asyncio
 import datetime
 import json
 import logging
+import math
 import re
 import socket
 import time
@@ -81,6 +83,7 @@ class _Exchange:
     client_request_id: str | None
     client_id: str | None = None
     fault: Fault | None = None
+    latency_served: bool = False
 
 
 _STATE: web.AppKey[EmulatorState] = web.AppKey("state", EmulatorState)
@@ -238,8 +241,11 @@ async def _faults(request: web.Request, handler: _Handler) -> web.StreamResponse
         await asyncio.sleep(fault.latency)
         response = _fault_response(request, fault)
     else:
-        # Latency is served inside the handler, so a delayed write counts as in flight.
+        # Latency is served inside the handler, so a delayed write counts as in flight; an
+        # answer that never reached that point (e.g. a 401) is delayed here instead.
         response = await handler(request)
+        if not request[_EXCHANGE].latency_served:
+            await asyncio.sleep(fault.latency)
     if fault.commit_then_drop and request.transport is not None:
         request.transport.close()
     return response
@@ -268,9 +274,10 @@ def _is_identity_path(path: str) -> bool:
 
 
 async def _injected_latency(request: web.Request) -> None:
-    fault = request[_EXCHANGE].fault
-    if fault is not None and fault.status is None and fault.latency:
-        await asyncio.sleep(fault.latency)
+    exchange = request[_EXCHANGE]
+    if exchange.fault is not None and exchange.fault.status is None:
+        exchange.latency_served = True
+        await asyncio.sleep(exchange.fault.latency)
 
 
 # --- Graph responses -----------------------------------------------------------------------------
@@ -529,12 +536,15 @@ async def _control_clock(request: web.Request) -> web.StreamResponse:
     if request.method == "POST":
         try:
             body = await request.json()
-            if "advance" in body:
-                state.advance_clock(float(body["advance"]))
-            elif "set" in body:
-                state.set_clock(float(body["set"]))
-            else:
+            if not isinstance(body, dict) or not ({"advance", "set"} & set(body)):
                 raise ValueError("give 'advance' (seconds) or 'set' (epoch seconds)")
+            seconds = float(body["advance"] if "advance" in body else body["set"])
+            if not math.isfinite(seconds):
+                raise ValueError("the clock takes finite numbers")
+            if "advance" in body:
+                state.advance_clock(seconds)
+            else:
+                state.set_clock(seconds)
         except (ValueError, TypeError) as error:
             return web.json_response({"error": f"invalid clock change: {error}"}, status=400)
     return web.json_response({"now": state.now()})
