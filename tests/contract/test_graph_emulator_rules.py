@@ -324,6 +324,19 @@ ROWS: dict[str, Row] = {
     "uploadCertificate EC": Row(
         upload_certificate(lambda m: der_b64(m.ec_certificate)), 400, "AADB2C95031"
     ),
+    "uploadCertificate joins an enc set": Row(
+        upload_certificate(lambda m: der_b64(m.certificate)),
+        200,
+        setup=(create(), generate("RSA", "enc")),
+        member=("use", "enc"),
+    ),
+    "uploadCertificate is always sig by rule": Row(
+        upload_certificate(lambda m: der_b64(m.certificate)),
+        400,
+        "AADB2C95042",
+        setup=(create(), generate("RSA", "enc")),
+        rules={"certificate_use_follows_key_set": False},
+    ),
     "uploadCertificate twice is accepted": Row(
         upload_certificate(lambda m: der_b64(m.certificate)), 200, setup=WITH_RSA
     ),

@@ -46,6 +46,9 @@ class EmulatorRules:
     refuse_aes_pkcs12: bool = True
     # uploadPkcs12: emit the whole chain in x5c (False: the leaf only).
     pkcs12_x5c_full_chain: bool = False
+    # uploadCertificate/uploadPkcs12 bodies carry no `use`: the key takes the set's usage (sig
+    # for an empty set). False makes it always sig, so enc sets refuse uploads (AADB2C95042).
+    certificate_use_follows_key_set: bool = True
     # Refuse uploading the same certificate / public key twice into one set (AADB2C90180).
     reject_duplicate_key_upload: bool = False
     # PUT/PATCH keys must carry private members (RSA `d`), as complete JWKs.

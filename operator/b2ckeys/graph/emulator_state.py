@@ -478,12 +478,12 @@ class EmulatorState:
     def _append_certificate(
         self, key_set: KeySet, key: StoredKey, body: Mapping[str, Any]
     ) -> StoredKey:
-        # The upload bodies carry no `use`; the key joins the set's usage (sig for a new set).
+        # The documented bodies carry no `use`; one sent anyway (additional data) is honoured.
         requested_use = body.get("use")
         if requested_use is not None:
             keys.check_use(requested_use)
             key.use = str(requested_use)
-        elif key_set.keys:
+        elif key_set.keys and self.rules.certificate_use_follows_key_set:
             key.use = key_set.keys[0].use
         if self.rules.reject_expired_certificate and key.exp is not None and key.exp <= self.now():
             raise bad_request("AADB2C90214", "The key's expiry date is in the past.")
