@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from b2ckeys.kube.api import resolve_connection
 from b2ckeys.runtime import Runtime, build_runtime
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL, Settings
 
@@ -47,9 +48,19 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # Kopf's helpers read KUBECONFIG when called (the kubernetes package captures it at import).
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    # The same resolution as the storage layer's, from the same setting: Kopf and our writes
+    # always talk to one server as one identity.
+    settings: Settings = memo.get("settings") or Settings.from_env()
+    conn = resolve_connection(settings.kubeconfig)
+    return kopf.ConnectionInfo(
+        server=conn.server,
+        ca_path=conn.ca_path,
+        insecure=conn.insecure,
+        token=conn.token,
+        certificate_path=conn.certificate_path,
+        private_key_path=conn.private_key_path,
+    )
 
 
 @kopf.on.event(API_GROUP, API_VERSION, KEYSET_PLURAL, id="keysets")

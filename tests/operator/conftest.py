@@ -84,6 +84,11 @@ async def cluster(servers: Servers, namespace: str) -> AsyncIterator[tuple[Kube,
         graph,
     ):
         await graph.reset()
+        created = await kube.http.post(
+            "/api/v1/namespaces",
+            json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
+        assert created.status_code == 201, created.text
         yield kube, graph
 
 

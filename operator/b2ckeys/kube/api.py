@@ -66,6 +66,42 @@ def _keyset_path(namespace: str, name: str, subresource: str = "") -> str:
     return f"{path}/{subresource}" if subresource else path
 
 
+@dataclass(frozen=True)
+class Connection:
+    """Where the API server is and how to authenticate, as the kubernetes client resolved it."""
+
+    server: str
+    ca_path: str | None = None
+    insecure: bool = False
+    token: str | None = field(default=None, repr=False)
+    certificate_path: str | None = None
+    private_key_path: str | None = None
+
+
+def resolve_connection(kubeconfig: str | None) -> Connection:
+    """Resolve a kubeconfig (or the in-cluster account when None) with the kubernetes client's
+    own loader, so Kopf's watches and our writes use the very same server and identity."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig is None:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        kubernetes.config.load_kube_config(
+            config_file=kubeconfig, client_configuration=configuration
+        )  # type: ignore[no-untyped-call]
+    header = configuration.get_api_key_with_prefix(
+        "authorization"
+    ) or configuration.get_api_key_with_prefix("BearerToken")
+    token = header.split(" ", 1)[1] if header and " " in header else header
+    return Connection(
+        server=str(configuration.host),
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
 class KubeApi:
     def __init__(self, api_client: Any, *, threads: int = 8) -> None:
         self._client = api_client
