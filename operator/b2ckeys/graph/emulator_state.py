@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,6 +25,8 @@ from b2ckeys.secret import SecretBytes
 logger = logging.getLogger(__name__)
 
 BACKUP_SUFFIX = ".bak"
+# The request log keeps the latest entries only, so a long-running demo cannot grow without bound.
+_REQUEST_LOG_LIMIT = 10_000
 # NumericDate values above this are almost certainly milliseconds (year 5138 in seconds).
 _MILLISECONDS_THRESHOLD = 10**11
 
@@ -156,7 +158,7 @@ class EmulatorState:
         self.rules = rules or EmulatorRules()
         self.clock = EmulatorClock()
         self._key_sets: dict[str, KeySet] = {}
-        self._requests: list[RequestRecord] = []
+        self._requests: deque[RequestRecord] = deque(maxlen=_REQUEST_LOG_LIMIT)
         self._faults: list[Fault] = []
         self._in_flight: Counter[str] = Counter()
         self._warnings: list[str] = []
