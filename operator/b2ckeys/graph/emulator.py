@@ -10,6 +10,16 @@ aiohttp layer: the Graph error shape, request ids, the request log, fault inject
         emu.graph_base_url   # https://127.0.0.1:PORT/beta
         emu.authority_host   # https://127.0.0.1:PORT (token at /{tenant}/oauth2/v2.0/token)
         emu.state            # key sets, request log, faults, clock
+        emu.state.add_fault(Fault(method="POST", path="uploadSecret$", status=429,
+                                  retry_after="1", code="AADB2C95043"))
+
+Control routes (loopback test tool, no auth; the same operations are `emu.state` methods):
+`GET /_emulator/requests` (method, path, status, time, ids; never bodies or tokens),
+`GET|POST|DELETE /_emulator/faults`, `POST /_emulator/reset`,
+`GET|POST /_emulator/clock` (`{"advance": seconds}` or `{"set": epoch}`),
+`GET /_emulator/keysets` (public view with each set's active kid), `GET /_emulator/warnings`.
+The clock drives activation, expiry and token lifetime: advancing it past
+`rules.token_lifetime_seconds` expires tokens that clients still hold in their caches.
 """
 
 from __future__ import annotations
