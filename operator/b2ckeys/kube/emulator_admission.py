@@ -23,6 +23,7 @@ from b2ckeys.kube.emulator_crds import (
     served_resources,
 )
 from b2ckeys.kube.emulator_resources import CRDS, NAMESPACES, SECRETS, ResourceSpec
+from b2ckeys.kube.emulator_schema import prune_and_default
 from b2ckeys.kube.emulator_selectors import is_label_key, is_label_value
 
 # Fields only the server writes; whatever a client sends for them is ignored.
@@ -67,6 +68,9 @@ def admit_create(
     _check_name(spec, name)
     if spec.has_status:
         obj.pop("status", None)  # status is the controllers' to write, through /status
+    if spec.custom is not None:
+        obj = prune_and_default(obj, spec.custom.schema)
+        meta = obj["metadata"]
     _check_metadata(spec, meta)
     if spec.storage == NAMESPACES:
         obj["spec"] = {"finalizers": [NAMESPACE_FINALIZER], **(obj.get("spec") or {})}
@@ -115,6 +119,8 @@ def admit_update(
         new = _only_namespace_finalizers_changed(old, new)
     elif spec.has_status:
         _keep(new, old, "status")
+    if spec.custom is not None:
+        new = prune_and_default(new, spec.custom.schema)
     _check_metadata(spec, new["metadata"])
     _check_finalizers_while_deleting(spec, old_meta, new["metadata"])
     if spec.storage == NAMESPACES and subresource != "finalize":

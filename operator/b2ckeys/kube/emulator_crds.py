@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ class CustomResource:
     namespaced: bool
     subresources: frozenset[str]
     selectable_fields: frozenset[str]
+    # The version's openAPIV3Schema: what the store prunes and defaults objects by.
+    schema: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def served_resources(crd: Mapping[str, Any]) -> list[CustomResource]:
@@ -91,10 +93,10 @@ def _served_version(
     index: int,
     version: Mapping[str, Any],
 ) -> CustomResource:
-    field = f"spec.versions[{index}]"
-    version_name = _string(version.get("name"), f"{field}.name")
-    schema = _mapping(version.get("schema"), f"{field}.schema")
-    _mapping(schema.get("openAPIV3Schema"), f"{field}.schema.openAPIV3Schema")
+    where = f"spec.versions[{index}]"
+    version_name = _string(version.get("name"), f"{where}.name")
+    schema = _mapping(version.get("schema"), f"{where}.schema")
+    structural = _mapping(schema.get("openAPIV3Schema"), f"{where}.schema.openAPIV3Schema")
     subresources = version.get("subresources") or {}
     selectable = version.get("selectableFields") or []
     return CustomResource(
@@ -112,6 +114,7 @@ def _served_version(
         selectable_fields=frozenset(
             str(item.get("jsonPath", "")).lstrip(".") for item in selectable
         ),
+        schema=structural,
     )
 
 
