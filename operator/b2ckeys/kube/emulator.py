@@ -386,9 +386,14 @@ async def serve_kube_emulator(
     port: int = 0,
     kubeconfig: str | Path | None = None,
     crd_paths: Iterable[str | Path] | None = None,
+    emulator: KubeEmulator | None = None,
 ) -> AsyncIterator[RunningKubeEmulator]:
-    """Serve a fresh emulator with the CRDs applied (None: the project's `crds/`)."""
-    emulator = KubeEmulator()
+    """Serve an emulator (a fresh one unless given) with the CRDs applied.
+
+    `crd_paths=None` applies the project's `crds/`; pass `emulator=KubeEmulator(...)` to tune
+    its clock, history size or bookmark interval.
+    """
+    emulator = emulator if emulator is not None else KubeEmulator()
     emulator.load_crds(crd_paths)
     async with emulator:
         server = aiohttp.web.Server(emulator, handler_cancellation=True, access_log=None)
