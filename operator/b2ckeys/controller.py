@@ -43,9 +43,12 @@ def _routing(body: Mapping[str, Any]) -> tuple[set[SourceKey], TargetKey | None]
     return sources, (tenant, normalized_key_set_id(spec.key_set_id))
 
 
-def _age(body: Mapping[str, Any]) -> tuple[str, str]:
+def _age(body: Mapping[str, Any]) -> tuple[str, int, str]:
+    """Older first. creationTimestamp has one-second resolution, so within a second the one that
+    already manages the key set (its status names it) stays the owner; then the uid decides."""
     meta = body.get("metadata") or {}
-    return (str(meta.get("creationTimestamp") or ""), str(meta.get("uid") or ""))
+    claimed = 0 if (body.get("status") or {}).get("keySetId") else 1
+    return (str(meta.get("creationTimestamp") or ""), claimed, str(meta.get("uid") or ""))
 
 
 class Controller:

@@ -32,8 +32,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.label_selectors["v1", "secrets"] = app_settings.watch_selector
     settings.watching.label_selectors["v1", "configmaps"] = app_settings.watch_selector
     # Kopf's own finalizer and progress never touch our resources (no change handlers), but
-    # claim the names so a future handler could not silently write annotations.
-    settings.persistence.finalizer = app_settings.finalizer
+    # keep them in status / under a distinct name so a future handler could not write
+    # annotations, nor release the finalizer the controller manages (Kopf removes its own
+    # finalizer from any deleted object it has no deletion handler for).
+    settings.persistence.finalizer = "kopf.b2ckeys.dev/framework"
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
     # Our handlers only route events; Kopf's per-handler Events would be noise.

@@ -6,44 +6,27 @@ import logging
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from b2ckeys.kube.emulator import serve_kube_emulator
-from harness import BackgroundLoop, Graph, Kube, OperatorThread, clients, fast
+from harness import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    READONLY_CLIENT_ID,
+    READONLY_SECRET,
+    TENANT,
+    BackgroundLoop,
+    Graph,
+    Kube,
+    LogCapture,
+    OperatorControl,
+    Servers,
+    clients,
+)
 
-from b2ckeys.graph.client import GraphConnection
 from b2ckeys.graph.emulator import EmulatedApp, serve_graph_emulator
-from b2ckeys.secret import SecretStr
-from b2ckeys.settings import Settings
-
-TENANT = "b2ckeys-test.onmicrosoft.com"
-CLIENT_ID = "0b2c0000-0000-4000-8000-000000000001"
-CLIENT_SECRET = "operator-test-secret-" + uuid.uuid4().hex
-READONLY_CLIENT_ID = "0b2c0000-0000-4000-8000-000000000002"
-READONLY_SECRET = "reader-test-secret-" + uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class Servers:
-    kube_url: str
-    kubeconfig: Path
-    graph_url: str
-    ca_path: Path
-
-    def settings(self, **overrides: Any) -> Settings:
-        secret = overrides.pop("client_secret", CLIENT_SECRET)
-        client_id = overrides.pop("client_id", CLIENT_ID)
-        graph = GraphConnection(
-            tenant_id=TENANT,
-            client_id=client_id,
-            client_secret=SecretStr(secret),
-            authority_host=self.graph_url,
-            base_url=self.graph_url + "/beta",
-        )
-        return fast(Settings(graph=graph, kubeconfig=str(self.kubeconfig)), **overrides)
+from b2ckeys.kube.emulator import serve_kube_emulator
 
 
 @pytest.fixture(scope="session")
@@ -102,22 +85,6 @@ def graph(cluster: tuple[Kube, Graph]) -> Graph:
     return cluster[1]
 
 
-class LogCapture(logging.Handler):
-    """Every record of the whole process, formatted with its exception, for canary checks."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
 @pytest.fixture
 def all_logs() -> Iterator[LogCapture]:
     capture = LogCapture()
@@ -130,32 +97,6 @@ def all_logs() -> Iterator[LogCapture]:
     finally:
         root.removeHandler(capture)
         root.setLevel(previous)
-
-
-@dataclass
-class OperatorControl:
-    servers: Servers
-    namespace: str
-    current: OperatorThread | None = None
-
-    async def start(self, **settings: Any) -> OperatorThread:
-        import asyncio
-
-        assert self.current is None, "stop the running operator first"
-        operator = OperatorThread(self.servers.settings(**settings), [self.namespace])
-        operator.start()
-        self.current = operator
-        # Kopf's ready flag is set before its watch streams exist; the operator is listening
-        # once it has served its startup (the Graph warm-up included).
-        await asyncio.to_thread(operator.ready_flag.wait, 60)
-        assert not operator.errors, operator.errors
-        return operator
-
-    def stop(self) -> None:
-        if self.current is not None:
-            self.current.stop()
-            errors, self.current = self.current.errors, None
-            assert not errors, errors
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +24,8 @@ from typing import Any, TypeVar
 import httpx
 import kopf
 
+from b2ckeys.graph.client import GraphConnection
+from b2ckeys.secret import SecretStr
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL, Settings
 
 T = TypeVar("T")
@@ -117,11 +121,17 @@ class Kube:
         what: str = "",
         within: float = WAIT_TIMEOUT,
     ) -> dict[str, Any]:
+        seen: list[dict[str, Any] | None] = [None]
+
         async def probe() -> dict[str, Any] | None:
-            obj = await self.keyset(name)
+            obj = seen[0] = await self.keyset(name)
             return obj if obj is not None and check(obj) else None
 
-        return await wait_for(what or f"{name} to match", probe, within)
+        try:
+            return await wait_for(what or f"{name} to match", probe, within)
+        except AssertionError as e:
+            status = (seen[0] or {}).get("status")
+            raise AssertionError(f"{e}; its status: {status}") from None
 
     async def wait_reason(
         self, name: str, reason: str, within: float = WAIT_TIMEOUT
@@ -159,8 +169,7 @@ class Graph:
         return list((await self.key_sets()).get(key_set_id, {}).get("keys") or [])
 
     async def requests(self) -> list[dict[str, Any]]:
-        data = (await self.http.get("/_emulator/requests")).json()
-        return list(data.get("requests", data) if isinstance(data, dict) else data)
+        return list((await self.http.get("/_emulator/requests")).json()["value"])
 
     async def writes(self) -> list[str]:
         return [
@@ -295,3 +304,72 @@ def running(operator: OperatorThread) -> Iterator[OperatorThread]:
         yield operator
     finally:
         operator.stop()
+
+
+TENANT = "b2ckeys-test.onmicrosoft.com"
+CLIENT_ID = "0b2c0000-0000-4000-8000-000000000001"
+CLIENT_SECRET = "operator-test-secret-" + uuid.uuid4().hex
+READONLY_CLIENT_ID = "0b2c0000-0000-4000-8000-000000000002"
+READONLY_SECRET = "reader-test-secret-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Servers:
+    kube_url: str
+    kubeconfig: Path
+    graph_url: str
+    ca_path: Path
+
+    def settings(self, **overrides: Any) -> Settings:
+        secret = overrides.pop("client_secret", CLIENT_SECRET)
+        client_id = overrides.pop("client_id", CLIENT_ID)
+        graph = GraphConnection(
+            tenant_id=TENANT,
+            client_id=client_id,
+            client_secret=SecretStr(secret),
+            authority_host=self.graph_url,
+            base_url=self.graph_url + "/beta",
+        )
+        return fast(Settings(graph=graph, kubeconfig=str(self.kubeconfig)), **overrides)
+
+
+class LogCapture(logging.Handler):
+    """Every record of the whole process, formatted with its exception, for canary checks."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class OperatorControl:
+    servers: Servers
+    namespace: str
+    current: OperatorThread | None = None
+
+    async def start(self, **settings: Any) -> OperatorThread:
+        import asyncio
+
+        assert self.current is None, "stop the running operator first"
+        operator = OperatorThread(self.servers.settings(**settings), [self.namespace])
+        operator.start()
+        self.current = operator
+        # Kopf's ready flag is set before its watch streams exist; the operator is listening
+        # once it has served its startup (the Graph warm-up included).
+        await asyncio.to_thread(operator.ready_flag.wait, 60)
+        assert not operator.errors, operator.errors
+        return operator
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
+            errors, self.current = self.current.errors, None
+            assert not errors, errors

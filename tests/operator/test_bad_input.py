@@ -41,7 +41,7 @@ def _mismatched_tls() -> dict[str, bytes]:
 CASES: list[tuple[str, dict[str, bytes] | None, dict[str, Any], str, str]] = [
     ("ec-key", _ec_tls(), {"tlsSecret": {"name": "src"}}, "InvalidSource", "RSA"),
     ("expired", _expired_tls(), {"tlsSecret": {"name": "src"}}, "InvalidSource", "expired"),
-    ("mismatch", _mismatched_tls(), {"tlsSecret": {"name": "src"}}, "InvalidSource", "match"),
+    ("mismatch", _mismatched_tls(), {"tlsSecret": {"name": "src"}}, "InvalidSource", "belong"),
     ("missing-secret", None, {"tlsSecret": {"name": "src"}}, "SourceNotFound", "does not exist"),
     (
         "missing-key",

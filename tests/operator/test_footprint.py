@@ -8,10 +8,9 @@ import json
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from harness import Graph, Kube, keyset, secret
+from harness import Graph, Kube, LogCapture, OperatorControl, keyset, secret
 
 from b2ckeys.devpki import DevCA, rsa_key
-from conftest import LogCapture, OperatorControl
 
 CANARY = "canary-b2ckeys-7c1e5f"
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import time
 
-from harness import Graph, Kube, keyset, ready, secret
-
-from conftest import READONLY_CLIENT_ID, READONLY_SECRET, OperatorControl
+from harness import (
+    READONLY_CLIENT_ID,
+    READONLY_SECRET,
+    Graph,
+    Kube,
+    OperatorControl,
+    keyset,
+    ready,
+    secret,
+)
 
 
 async def test_long_retry_after_is_honoured_not_before(

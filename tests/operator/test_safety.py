@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from harness import Graph, Kube, keyset, ready, secret, wait_for
+from harness import Graph, Kube, OperatorControl, keyset, ready, secret, wait_for
 
 from b2ckeys.devpki import DevCA, rsa_key
-from conftest import OperatorControl
 
 
 async def _synced_tls(kube: Kube, name: str = "tok", key_set: str = "Tok") -> dict[str, object]:

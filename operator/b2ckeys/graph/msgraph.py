@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity import AzureAuthorityHosts
@@ -292,6 +293,38 @@ def _token_file_reader(path: str) -> Callable[[], str]:
             return token_file.read().strip()
 
     return read_assertion
+
+
+def _token_rejected(exc: APIError) -> bool:
+    if exc.response_status_code != 401:
+        return False
+    error = getattr(exc, "error", None)
+    return getattr(error, "code", None) == "InvalidAuthenticationToken"
+
+
+class _RenewableCredential:
+    """An azure-identity credential that can be swapped for a fresh one (an empty token cache):
+    azure-identity offers no way to drop a cached token that Graph has refused."""
+
+    def __init__(self, factory: Callable[[], AsyncTokenCredential]) -> None:
+        self._factory = factory
+        self._inner = factory()
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return await self._inner.get_token(*scopes, **kwargs)
+
+    async def renew(self) -> None:
+        stale, self._inner = self._inner, self._factory()
+        await stale.close()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def __aenter__(self) -> _RenewableCredential:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
 
 
 def _build_credential(conn: GraphConnection) -> AsyncTokenCredential:
@@ -588,7 +621,7 @@ class MsGraphKeySetClient:
         self,
         *,
         conn: GraphConnection,
-        credential: AsyncTokenCredential,
+        credential: _RenewableCredential,
         http: httpx.AsyncClient,
         transport: httpx.AsyncBaseTransport,
     ) -> None:
@@ -615,7 +648,7 @@ class MsGraphKeySetClient:
         scheme = urlsplit(conn.base_url).scheme
         if scheme != "https":
             raise ValueError(f"the Graph base URL must be https, got {scheme or 'no'} scheme")
-        credential = _build_credential(conn)
+        credential = _RenewableCredential(lambda: _build_credential(conn))
         http, transport = _build_http_client(conn)
         return cls(conn=conn, credential=credential, http=http, transport=transport)
 
@@ -635,9 +668,18 @@ class MsGraphKeySetClient:
 
     # --- the plumbing every call goes through ---
 
-    async def _call(self, operation: Awaitable[_T], *, write: bool) -> _T:
+    async def _call(self, operation: Callable[[], Awaitable[_T]], *, write: bool) -> _T:
         try:
-            return await operation
+            try:
+                return await operation()
+            except APIError as exc:
+                if not _token_rejected(exc):
+                    raise
+            # Graph refused a token azure-identity still held valid (clock skew, revocation, a
+            # token minted against a moved clock). A 401 means nothing was processed, so even a
+            # write is safe to send once more, with a freshly issued token.
+            await self._credential.renew()
+            return await operation()
         except GraphError:
             raise
         except APIError as exc:
@@ -655,7 +697,7 @@ class MsGraphKeySetClient:
     async def _read(self, request: RequestInformation, view: ParsableFactory[_ViewT]) -> _ViewT:
         """Send a GET the SDK built, parsing the answer into one of the lean views above."""
         model = await self._call(
-            self._adapter.send_async(request, view, _ERROR_MAPPING), write=False
+            lambda: self._adapter.send_async(request, view, _ERROR_MAPPING), write=False
         )
         return _required(model, f"GET {request.url_template}")
 
@@ -683,12 +725,12 @@ class MsGraphKeySetClient:
         body = TrustFrameworkKeySet(id=key_set_id)
         request = self._key_sets.to_post_request_information(body, _write_config())
         model = await self._call(
-            self._adapter.send_async(request, _KeySetView, _ERROR_MAPPING), write=True
+            lambda: self._adapter.send_async(request, _KeySetView, _ERROR_MAPPING), write=True
         )
         return _to_remote_key_set(_required(model, "POST keySets"))
 
     async def delete_key_set(self, key_set_id: str) -> None:
-        await self._call(self._item(key_set_id).delete(_write_config()), write=True)
+        await self._call(lambda: self._item(key_set_id).delete(_write_config()), write=True)
 
     async def generate_key(
         self, key_set_id: str, *, kty: KeyType, use: KeyUse, nbf: int | None, exp: int | None
@@ -697,7 +739,7 @@ class MsGraphKeySetClient:
             kty=kty, use=use, nbf=_optional_int(nbf), exp=_optional_int(exp)
         )
         model = await self._call(
-            self._item(key_set_id).generate_key.post(body, _write_config()), write=True
+            lambda: self._item(key_set_id).generate_key.post(body, _write_config()), write=True
         )
         return _to_remote_key(_required(model, "generateKey"))
 
@@ -708,14 +750,15 @@ class MsGraphKeySetClient:
             use=use, k=secret.reveal(), nbf=_optional_int(nbf), exp=_optional_int(exp)
         )
         model = await self._call(
-            self._item(key_set_id).upload_secret.post(body, _write_config()), write=True
+            lambda: self._item(key_set_id).upload_secret.post(body, _write_config()), write=True
         )
         return _to_remote_key(_required(model, "uploadSecret"))
 
     async def upload_certificate(self, key_set_id: str, *, certificate_der_b64: str) -> RemoteKey:
         body = UploadCertificatePostRequestBody(key=certificate_der_b64)
         model = await self._call(
-            self._item(key_set_id).upload_certificate.post(body, _write_config()), write=True
+            lambda: self._item(key_set_id).upload_certificate.post(body, _write_config()),
+            write=True,
         )
         return _to_remote_key(_required(model, "uploadCertificate"))
 
@@ -724,19 +767,19 @@ class MsGraphKeySetClient:
     ) -> RemoteKey:
         body = UploadPkcs12PostRequestBody(key=pfx_b64.reveal(), password=password.reveal())
         model = await self._call(
-            self._item(key_set_id).upload_pkcs12.post(body, _write_config()), write=True
+            lambda: self._item(key_set_id).upload_pkcs12.post(body, _write_config()), write=True
         )
         return _to_remote_key(_required(model, "uploadPkcs12"))
 
     async def get_active_key(self, key_set_id: str) -> RemoteKey:
         # The SDK calls the OData function as `getActiveKey()`, with parentheses.
-        model = await self._call(self._item(key_set_id).get_active_key.get(), write=False)
+        model = await self._call(lambda: self._item(key_set_id).get_active_key.get(), write=False)
         if model is None or not model.kid:
             raise NoActiveKey(f"key set {key_set_id} reported no active key", status=200)
         return _to_remote_key(model)
 
     async def list_keys(self, key_set_id: str) -> Sequence[RemoteKey]:
-        page = await self._call(self._item(key_set_id).keys_v2.get(), write=False)
+        page = await self._call(lambda: self._item(key_set_id).keys_v2.get(), write=False)
         keys: list[RemoteKey] = []
         while page is not None:
             keys.extend(_to_remote_key(item) for item in page.value or ())
@@ -744,7 +787,8 @@ class MsGraphKeySetClient:
             if not next_link:
                 break
             page = await self._call(
-                self._item(key_set_id).keys_v2.with_url(next_link).get(), write=False
+                lambda url=next_link: self._item(key_set_id).keys_v2.with_url(url).get(),  # type: ignore[misc]
+                write=False,
             )
         return keys
 
@@ -760,6 +804,6 @@ class MsGraphKeySetClient:
             self._adapter, "application/json", TrustFrameworkKey_v2(status=status)
         )
         await self._call(
-            self._adapter.send_no_response_content_async(request, _ERROR_MAPPING),
+            lambda: self._adapter.send_no_response_content_async(request, _ERROR_MAPPING),
             write=True,
         )

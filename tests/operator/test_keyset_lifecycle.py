@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from harness import Graph, Kube, keyset, ready, wait_for
-
-from conftest import CLIENT_ID, CLIENT_SECRET, TENANT, OperatorControl
+from harness import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    TENANT,
+    Graph,
+    Kube,
+    OperatorControl,
+    keyset,
+    ready,
+    wait_for,
+)
 
 FINALIZER = "b2ckeys.dev/delete-key-set"
 
