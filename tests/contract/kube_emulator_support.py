@@ -48,6 +48,17 @@ def widget_crd(plural: str = "widgets", kind: str = "Widget") -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "selectableFields": [{"jsonPath": ".spec.color"}],
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                        {
+                            "name": "Color",
+                            "type": "string",
+                            "jsonPath": ".spec.color",
+                            "priority": 1,
+                        },
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,12 @@ from kube_emulator_support import (
     widget,
     widget_cluster,
     widget_crd,
+    write_crd,
 )
 from kubernetes import client as k8s
 from kubernetes.client import ApiException
 
-from b2ckeys.kube.emulator import RunningKubeEmulator, serve_kube_emulator
+from b2ckeys.kube.emulator import KubeEmulator, RunningKubeEmulator, serve_kube_emulator
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 GROUP, VERSION, PLURAL = WIDGET_API
@@ -781,3 +783,30 @@ async def test_test_reactions_come_before_the_emulation(
         custom.patch_namespaced_custom_object_status, *where, {"status": {"phase": "B"}}
     )
     assert after["status"] == {"phase": "B"}
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+async def test_kubectl_gets_tables_with_the_crds_printer_columns(tmp_path: Path) -> None:
+    created_at = datetime(2025, 1, 1, tzinfo=UTC)
+    now = [created_at]
+    emulator = KubeEmulator(clock=lambda: now[0])
+    crd = write_crd(tmp_path, widget_crd())
+    async with (
+        serve_kube_emulator(crd_paths=[crd], emulator=emulator) as kube,
+        aiohttp.ClientSession(kube.url, headers={"Accept": TABLE}) as http,
+    ):
+        kube.emulator.create_object(widget("w", size=3))
+        now[0] = created_at + timedelta(minutes=5)
+        async with http.get("/apis/example.dev/v1/namespaces/default/widgets") as response:
+            listed = await response.json()
+        assert (listed["kind"], listed["apiVersion"]) == ("Table", "meta.k8s.io/v1")
+        columns = [(c["name"], c["priority"]) for c in listed["columnDefinitions"]]
+        assert columns == [("Name", 0), ("Phase", 0), ("Size", 0), ("Color", 1), ("Age", 0)]
+        assert [row["cells"] for row in listed["rows"]] == [["w", None, 3, "blue", "5m"]]
+        assert listed["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+        async with http.get("/apis/example.dev/v1/namespaces/default/widgets/w") as response:
+            assert [row["cells"][0] for row in (await response.json())["rows"]] == ["w"]
+        async with http.get("/api/v1/namespaces/default/secrets") as response:
+            assert (await response.json())["kind"] == "SecretList"  # kubectl prints these itself

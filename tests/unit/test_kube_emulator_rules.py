@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from b2ckeys.kube.emulator_selectors import (
     parse_label_selector,
     supported_fields,
 )
+from b2ckeys.kube.emulator_tables import human_duration, jsonpath
 
 LABELS = {"app": "web", "tier": "front", "rank": "3"}
 
@@ -260,3 +262,40 @@ def test_schema_prunes_unknown_fields_and_fills_defaults() -> None:
     }
     assert "unknown" in obj["spec"]  # the input is left alone
     assert prune_and_default({"metadata": {}}, SCHEMA) == {"metadata": {}}  # no spec: no defaults
+
+
+def test_printer_column_jsonpaths() -> None:
+    obj = {
+        "status": {
+            "conditions": [
+                {"type": "Synced", "status": "False"},
+                {"type": "Ready", "status": "True", "reason": "Uploaded"},
+            ],
+            "keys": [{"kid": "a"}, {"kid": "b"}],
+        }
+    }
+    assert jsonpath('.status.conditions[?(@.type=="Ready")].reason', obj) == ["Uploaded"]
+    assert jsonpath(".status.conditions[?(@.type=='Gone')].status", obj) == []
+    assert jsonpath(".status.keys[1].kid", obj) == ["b"]
+    assert jsonpath(".status.keys[*].kid", obj) == ["a", "b"]
+    assert jsonpath(".status.missing.deeper", obj) == []
+    assert jsonpath(".status{bad}", obj) == []
+
+
+@pytest.mark.parametrize(
+    ("seconds", "printed"),
+    [
+        (-5, "<invalid>"),
+        (0, "0s"),
+        (119, "119s"),
+        (125, "2m5s"),
+        (600, "10m"),
+        (3 * 3600 + 60, "3h1m"),
+        (30 * 3600, "30h"),
+        (3 * 86400 + 3600, "3d1h"),
+        (400 * 86400, "400d"),
+        (3 * 365 * 86400, "3y"),
+    ],
+)
+def test_ages_print_as_kubectl_prints_them(seconds: int, printed: str) -> None:
+    assert human_duration(timedelta(seconds=seconds)) == printed

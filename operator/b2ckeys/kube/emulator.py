@@ -28,7 +28,7 @@ import contextlib
 import copy
 import json
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,6 +41,7 @@ from kmock._internal.rendering import StreamingError
 
 from b2ckeys.kube import emulator_discovery as discovery
 from b2ckeys.kube import emulator_errors as errors
+from b2ckeys.kube import emulator_tables as tables
 from b2ckeys.kube.emulator_crds import load_crd_documents
 from b2ckeys.kube.emulator_kubeconfig import write_kubeconfig
 from b2ckeys.kube.emulator_patching import (
@@ -121,6 +122,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _store: ObjectStore = attrs.field(init=False)
     _hub: WatchHub = attrs.field(init=False)
     _internal_errors: list[BaseException] = attrs.field(factory=list, init=False)
+    _request_log: list[RecordedRequest] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -140,7 +142,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        return [_recorded(request) for request in self._requests]
+        """Every request so far, oldest first (kmock's own log is `list(emulator)`)."""
+        return list(self._request_log)
 
     @property
     def internal_errors(self) -> list[BaseException]:
@@ -196,6 +199,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         request = await _parse_request(raw_request, len(self._requests))
         self._requests.append(request)
+        self._request_log.append(_recorded(request))
         try:
             return await self._handle(request)
         except _Answered as answered:
@@ -240,15 +244,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
         _check_verb(spec, verb, route.subresource)
         where = _object_filter(spec, route.namespace, route.name, request.params)
         dry_run = "dryRun" in request.params
+        printing = _printer_columns(spec, request)
         match verb:
             case "watch":
-                return await self._stream_watch(raw, request.params, where)
+                return await self._stream_watch(raw, request.params, where, printing)
             case "list":
-                return _json_response(200, self._list(spec, where, request.params))
+                listed = self._list(spec, where, request.params)
+                if printing is not None:
+                    listed = self._table(listed["items"], printing, listed["metadata"], request)
+                return _json_response(200, listed)
             case "get":
                 obj = self._store.get(spec, route.namespace, str(route.name))
                 if obj is None:
                     raise errors.not_found(spec.qualified_plural, str(route.name))
+                if printing is not None:
+                    version = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                    return _json_response(200, self._table([obj], printing, version, request))
                 return _json_response(200, present(spec, obj))
             case "create":
                 created = self._store.create(
@@ -333,6 +344,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
             "items": [present(spec, obj) for obj in items],
         }
 
+    def _table(
+        self,
+        objects: Iterable[Mapping[str, Any]],
+        columns: Sequence[Mapping[str, Any]],
+        metadata: Mapping[str, Any],
+        request: kmock.Request,
+    ) -> dict[str, Any]:
+        return tables.table(
+            objects,
+            columns,
+            metadata=metadata,
+            include_object=request.params.get("includeObject", "Metadata"),
+            now=self.clock(),
+        )
+
     def _delete_collection(
         self, spec: ResourceSpec, where: ObjectFilter, dry_run: bool
     ) -> dict[str, Any]:
@@ -352,7 +378,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         }
 
     async def _stream_watch(
-        self, raw: aiohttp.web.BaseRequest, params: Mapping[str, str], where: ObjectFilter
+        self,
+        raw: aiohttp.web.BaseRequest,
+        params: Mapping[str, str],
+        where: ObjectFilter,
+        printing: Sequence[Mapping[str, Any]] | None,
     ) -> aiohttp.web.StreamResponse:
         watch = _watch_request(params, where)
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -360,6 +390,14 @@ class KubeEmulator(kmock.KubernetesEmulator):
         await response.prepare(raw)
         try:
             async for event in self._hub.stream(self._store, watch):
+                if printing is not None and event["type"] in {"ADDED", "MODIFIED", "DELETED"}:
+                    obj = event["object"]
+                    version = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+                    include = params.get("includeObject", "Metadata")
+                    printed = tables.table(
+                        [obj], printing, metadata=version, include_object=include, now=self.clock()
+                    )
+                    event = {**event, "object": printed}
                 await response.write(json.dumps(event).encode() + b"\n")
         except ConnectionError:
             return response  # the client went away
@@ -482,10 +520,7 @@ def _recorded(request: kmock.Request) -> RecordedRequest:
 
 
 def _content_type(request: kmock.Request) -> str:
-    for header, value in request.headers.items():
-        if header.lower() == "content-type":
-            return value.split(";")[0].strip().lower()
-    return ""
+    return _header(request, "content-type").split(";")[0].strip().lower()
 
 
 def _json_body(request: kmock.Request) -> Any:
@@ -502,6 +537,19 @@ def _json_body(request: kmock.Request) -> Any:
         return json.loads(request.body)
     except (ValueError, yaml.YAMLError):
         raise errors.bad_request("the request body is not valid JSON") from None
+
+
+def _printer_columns(
+    spec: ResourceSpec, request: kmock.Request
+) -> Sequence[Mapping[str, Any]] | None:
+    """The columns of a Table answer, or None to answer with objects."""
+    if spec.custom is None or not tables.wants_table(_header(request, "accept")):
+        return None
+    return spec.custom.printer_columns
+
+
+def _header(request: kmock.Request, name: str) -> str:
+    return next((v for k, v in request.headers.items() if k.lower() == name), "")
 
 
 def _check_verb(spec: ResourceSpec, verb: str | None, subresource: str | None) -> None:

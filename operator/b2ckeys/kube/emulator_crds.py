@@ -52,6 +52,8 @@ class CustomResource:
     selectable_fields: frozenset[str]
     # The version's openAPIV3Schema: what the store prunes and defaults objects by.
     schema: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The version's additionalPrinterColumns: what `kubectl get` shows.
+    printer_columns: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
 
 
 def served_resources(crd: Mapping[str, Any]) -> list[CustomResource]:
@@ -115,6 +117,7 @@ def _served_version(
             str(item.get("jsonPath", "")).lstrip(".") for item in selectable
         ),
         schema=structural,
+        printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
     )
 
 
