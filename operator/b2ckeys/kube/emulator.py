@@ -16,8 +16,11 @@ request log, `objects` inspector and reaction DSL stay available: a test reactio
 (`kube.emulator["patch", kmock.subresource("status")][:1] << kmock.KubernetesError(...)`) is
 answered before the emulation, which is how tests inject faults.
 
-The sync kubernetes client blocks its thread: call it through `asyncio.to_thread` when the
-emulator runs in the same event loop.
+As on a cluster, objects go into namespaces that exist (`default`, `kube-system`,
+`kube-public` and `kube-node-lease` do from the start). Test helpers (`read`, `create_object`,
+`requests`, `objects`, `forget_history`) belong to the emulator's event loop. The sync kubernetes
+client blocks its thread: call it through `asyncio.to_thread` when the emulator runs in the same
+event loop.
 """
 
 from __future__ import annotations
@@ -136,6 +139,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             on_change=self._hub.notify,
         )
         self._store.bootstrap()
+        # The emulation is one catch-all kmock reaction, so that test reactions come first.
         (self**_BELOW_TEST_REACTIONS) << self._serve
 
     # --- for tests
