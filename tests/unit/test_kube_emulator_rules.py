@@ -138,11 +138,17 @@ def test_merge_patch_follows_rfc_7386(target: Any, patch: Any, result: Any) -> N
     assert apply_merge_patch(target, patch) == result
 
 
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    # A named function: hypothesis inspects a lambda's source to check that it recurses, and a
+    # lambda spread over several lines defeats that check (HypothesisDeprecationWarning).
+    return st.lists(children, max_size=3) | st.dictionaries(
+        st.text(max_size=3), children, max_size=3
+    )
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
-    ),
+    _containers,
     max_leaves=10,
 )
 
