@@ -86,14 +86,19 @@ class ReconcileResult:
     wrote: list[str] = field(default_factory=list)
 
 
-def key_status(key: RemoteKey, *, uploaded_at: int | None = None) -> dict[str, Any]:
+def key_status(
+    key: RemoteKey, *, synced: bool = False, uploaded_at: int | None = None
+) -> dict[str, Any]:
+    """status.activeKey, or status.syncedKey when `synced`: only the members the CRD declares
+    for each, since the API server silently drops any other (B2C's enabled/disabled status is
+    declared for the active key only, the upload time for the synced key only)."""
     doc: dict[str, Any] = {"kid": key.kid, "kty": key.kty, "use": key.use}
     for name, value in (
         ("x5t", key.x5t),
         ("notBefore", to_rfc3339(key.nbf)),
         ("expires", to_rfc3339(key.exp)),
-        ("status", key.status if key.status != "unknown" else None),
-        ("uploadedAt", to_rfc3339(uploaded_at)),
+        ("status", key.status if key.status != "unknown" and not synced else None),
+        ("uploadedAt", to_rfc3339(uploaded_at) if synced else None),
     ):
         if value is not None:
             doc[name] = value
@@ -521,7 +526,9 @@ class Reconciler(KeySetSyncer):
         status: dict[str, Any] = {
             "keySetId": key_set_id,
             "activeKey": key_status(active) if active else None,
-            "syncedKey": key_status(synced, uploaded_at=uploaded_at) if synced else None,
+            "syncedKey": (
+                key_status(synced, synced=True, uploaded_at=uploaded_at) if synced else None
+            ),
             "keyCount": len(after.keys),
             "lastSyncTime": to_rfc3339(now),
             "sourceFingerprint": fingerprint,
