@@ -611,13 +611,16 @@ class Reconciler(KeySetSyncer):
                         f"until {to_rfc3339(started + self.settings.delete_timeout)}, then stops",
                     )
                     return await self._finish(body, spec, deleting, {}, delay, failed=True)
-                await self.kube.post_event(
-                    body,
-                    type_="Warning",
-                    reason="DeleteAbandoned",
-                    message=f"could not delete B2C key set {key_set_id} within "
+                abandoned = (
+                    f"could not delete B2C key set {key_set_id} within "
                     f"{self.settings.delete_timeout:.0f}s ({error}); removing the finalizer so "
-                    "deletion can finish. Delete the key set in the B2C portal if it must go",
+                    "deletion can finish. Delete the key set in the B2C portal if it must go"
+                )
+                # When the whole namespace is going, the API server refuses new Events in it
+                # (403 "being terminated"): the log is then the only record of what was left.
+                logger.warning("%s/%s: %s", meta.get("namespace"), meta.get("name"), abandoned)
+                await self.kube.post_event(
+                    body, type_="Warning", reason="DeleteAbandoned", message=abandoned
                 )
         await self.kube.set_finalizer(body, self.settings.finalizer, present=False)
         return ReconcileResult(Outcome(Reason.DELETING, "finalized"), None)
