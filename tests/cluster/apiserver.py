@@ -8,7 +8,9 @@ The binaries come from `scripts/kube-binaries`.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
+import json
 import os
 import socket
 import ssl
@@ -48,6 +50,40 @@ READY_POLL_INTERVAL_SECONDS = 0.05
 STOP_TIMEOUT_SECONDS = 10.0
 # How many log lines a start-up failure message quotes.
 LOG_TAIL_LINES = 40
+
+# What the API server records about requests made by ServiceAccounts (the operator under test;
+# admin and the tests' own requests are not recorded). Writes to key sets and events keep their
+# bodies, and key set writes the object the server stored, so a test can compare what the
+# operator wrote with what the server kept (schema pruning) and find the Events it posted even
+# after their namespace is gone. Every other request keeps only its metadata: verb, object,
+# response code and the authorizer's decision, so a missing RBAC rule shows up as "forbid".
+# Secrets and ConfigMaps are never recorded with bodies.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {
+            "level": "RequestResponse",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["create", "patch", "update"],
+            "resources": [
+                {
+                    "group": "b2ckeys.dev",
+                    "resources": ["trustframeworkkeysets", "trustframeworkkeysets/status"],
+                }
+            ],
+        },
+        {
+            "level": "Request",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["create", "patch", "update"],
+            "resources": [{"group": "", "resources": ["events"]}, {"group": "events.k8s.io"}],
+        },
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
 
 
 class ClusterStartError(RuntimeError):
@@ -201,7 +237,12 @@ class KubeCluster:
         self.apiserver_port = free_loopback_port()
         self.server = f"https://127.0.0.1:{self.apiserver_port}"
         self.admin_kubeconfig = workdir / "admin.kubeconfig"
+        self.audit_log = workdir / "audit.jsonl"
+        self._audit_policy = workdir / "audit-policy.yaml"
+        self._audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY), encoding="utf-8")
         self.times = StartupTimes()
+        # (started, ready) wall-clock times of each kube-apiserver process, oldest first.
+        self.apiserver_starts: list[tuple[datetime.datetime, datetime.datetime]] = []
         self._etcd = ServerProcess("etcd", self._etcd_argv(), workdir / "etcd.log")
         self._apiserver = ServerProcess(
             "kube-apiserver", self._apiserver_argv(), workdir / "kube-apiserver.log"
@@ -262,6 +303,11 @@ class KubeCluster:
             # On SIGTERM, open watches are otherwise waited for until the kill timeout (10 s
             # per restart); a second is plenty for a test client to see its watch end.
             "--shutdown-watch-termination-grace-period=1s",
+            f"--audit-policy-file={self._audit_policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            # Each event is written before the request completes: a test reads it at once.
+            "--audit-log-mode=blocking",
         ]
 
     def start(self) -> None:
@@ -275,8 +321,22 @@ class KubeCluster:
         self._write_admin_kubeconfig()
 
     def _start_apiserver(self) -> None:
+        started = datetime.datetime.now(datetime.UTC)
         self._apiserver.start()
         self._apiserver.wait_ready(self._apiserver_ready, APISERVER_READY_TIMEOUT_SECONDS)
+        self.apiserver_starts.append((started, datetime.datetime.now(datetime.UTC)))
+
+    def received_while_starting(self, received: datetime.datetime) -> bool:
+        """Whether a request received then reached a kube-apiserver that was not ready yet.
+
+        A starting server answers before its informers have synced, so its RBAC authorizer
+        refuses requests that the bindings allow (403 "cannot watch ..."); clients that
+        reconnect at once after a restart see that, and must retry.
+        """
+        for started, ready in reversed(self.apiserver_starts):
+            if started <= received:
+                return received < ready
+        return True
 
     def stop(self) -> None:
         """Stop both servers and check their ports are free again."""
@@ -314,6 +374,19 @@ class KubeCluster:
 
     def apiserver_log(self) -> str:
         return self._apiserver.log_tail()
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """What AUDIT_POLICY recorded so far (across restarts), oldest first."""
+        try:
+            text = self.audit_log.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        # A line being written right now may be cut short; it is read complete next time.
+        events = []
+        for line in text.splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+        return events
 
     # --- probes ---------------------------------------------------------------------------
 

@@ -8,11 +8,18 @@ would read as a passing one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 from apiserver import ROOT, KubeCluster, StartupTimes, find_bin_dir, running_cluster
+from operator_process import (
+    GraphEmulatorThread,
+    RunningOperator,
+    graph_emulator_thread,
+    running_operator,
+    unexplained_refusals,
+)
 from stand_in_crds import CERT_MANAGER_CRDS, KOPF_PEERING_CRDS
 
 CRD_DIR = ROOT / "crds"
@@ -72,3 +79,63 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def crd_files() -> list[Path]:
     return sorted(CRD_DIR.glob("*.yaml"))
+
+
+# --- the operator under test --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def graph_emulator(emulator_ca_dir: Path) -> Iterator[GraphEmulatorThread]:
+    """The Graph emulator, shared: each scenario uses key set ids of its own."""
+    with graph_emulator_thread(emulator_ca_dir) as graph:
+        yield graph
+
+
+@pytest.fixture(scope="module")
+def b2ckeys_operator(
+    kube_cluster: KubeCluster,
+    installed_crds: list[str],
+    graph_emulator: GraphEmulatorThread,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningOperator]:
+    """One `b2ckeys run --all-namespaces` per module, as the operator's own ServiceAccount.
+
+    Per module rather than per session: it reconciles every key set in the cluster, and other
+    modules (test_rbac) write key set status themselves.
+    """
+    with running_operator(
+        kube_cluster, graph_emulator, tmp_path_factory.mktemp("operator")
+    ) as operator:
+        yield operator
+
+
+@pytest.fixture
+def operator(b2ckeys_operator: RunningOperator) -> Iterator[RunningOperator]:
+    """The shared operator; the test fails if, meanwhile, the API server refused it anything."""
+    log_offset = b2ckeys_operator.process.log_size()
+    audit_seen = len(b2ckeys_operator.cluster.audit_events())
+    b2ckeys_operator.check_alive()
+    yield b2ckeys_operator
+    refusals = unexplained_refusals(
+        b2ckeys_operator.cluster,
+        b2ckeys_operator.cluster.audit_events()[audit_seen:],
+        b2ckeys_operator.process.log_since(log_offset),
+    )
+    if refusals:
+        pytest.fail(
+            "the API server refused the operator (a missing RBAC rule?):\n" + "\n".join(refusals),
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    running = getattr(item, "funcargs", {}).get("b2ckeys_operator")
+    if report.failed and isinstance(running, RunningOperator):
+        report.sections.append(
+            (f"operator log ({running.process.log_path})", running.process.log_tail())
+        )
+    return report
