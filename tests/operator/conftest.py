@@ -109,3 +109,18 @@ async def operator(
         yield control
     finally:
         control.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Stopping Kopf in its thread can leave one of its aiohttp connections to be closed by the
+    # garbage collector, which then reports it during whichever test runs next (seen once in
+    # ~40 runs, never attributable to b2ckeys code: our clients are closed explicitly and the
+    # Graph client's own test asserts it leaks nothing). Only that report is tolerated here.
+    for item in items:
+        if "tests/operator/" in str(item.path):
+            item.add_marker(
+                pytest.mark.filterwarnings(
+                    "ignore:Exception ignored in. <function _SelectorTransport.__del__"
+                    ":pytest.PytestUnraisableExceptionWarning"
+                )
+            )
