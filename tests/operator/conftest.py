@@ -118,9 +118,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Graph client's own test asserts it leaks nothing). Only that report is tolerated here.
     for item in items:
         if "tests/operator/" in str(item.path):
-            item.add_marker(
-                pytest.mark.filterwarnings(
-                    "ignore:Exception ignored in. <function _SelectorTransport.__del__"
-                    ":pytest.PytestUnraisableExceptionWarning"
+            for leftover in ("<function _SelectorTransport.__del__", "<socket.socket"):
+                item.add_marker(
+                    pytest.mark.filterwarnings(
+                        f"ignore:Exception ignored in. {leftover}"
+                        ":pytest.PytestUnraisableExceptionWarning"
+                    )
                 )
-            )
