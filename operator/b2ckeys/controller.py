@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from b2ckeys.kube.api import KubeError
 from b2ckeys.model import ObjectKey, SpecError, normalized_key_set_id, parse_spec
 from b2ckeys.settings import Settings
 from b2ckeys.sync import Reconciler
@@ -139,25 +140,39 @@ class Controller:
         gate = self._not_before.get(key, 0.0) - self._monotonic()
         if gate > 0:
             return gate  # Graph asked us to wait (Retry-After); events do not override that
-        body = await self._reconciler.kube.read_keyset(key.namespace, key.name)
-        if body is None:
-            return None
-        self._bodies[key] = body
-        self._route(key, body)
-        owner = self.owner_of(key)
-        result = await self._reconciler.reconcile(body, owner=owner if owner != key else None)
+        try:
+            body = await self._reconciler.kube.read_keyset(key.namespace, key.name)
+            if body is None:
+                return None
+            self._bodies[key] = body
+            self._route(key, body)
+            owner = self.owner_of(key)
+            result = await self._reconciler.reconcile(body, owner=owner if owner != key else None)
+        except KubeError as error:
+            # The API server restarting or refusing one write is a failed reconcile like any
+            # other: the bounded backoff, not the work queue's last-resort delay for bugs.
+            backoff = self._backoff(key)
+            logger.warning(
+                "%s: Kubernetes API call failed, retrying in %.1fs: %s", key, backoff, error
+            )
+            return backoff
         if not result.failed:
             self._failures.pop(key, None)
             self._not_before.pop(key, None)
             return result.requeue_after
-        failures = self._failures[key] = self._failures.get(key, 0) + 1
         if result.requeue_after is not None and result.outcome.reason == "Throttled":
+            self._failures[key] = self._failures.get(key, 0) + 1
             self._not_before[key] = self._monotonic() + result.requeue_after
             return result.requeue_after
-        backoff: float = min(
-            self._settings.error_backoff_initial * 2.0 ** (failures - 1),
-            self._settings.error_backoff_max,
-        )
+        backoff = self._backoff(key)
         if result.requeue_after is not None:
             backoff = min(backoff, result.requeue_after)
         return backoff
+
+    def _backoff(self, key: ObjectKey) -> float:
+        """Count one more failure of `key`; the delay before its next attempt."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        return min(
+            self._settings.error_backoff_initial * 2.0 ** (failures - 1),
+            self._settings.error_backoff_max,
+        )

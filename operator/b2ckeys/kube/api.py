@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import kubernetes
+import urllib3
 
 from b2ckeys.secret import SecretBytes
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
@@ -41,6 +42,11 @@ class NotFound(KubeError):
 
 class Conflict(KubeError):
     pass
+
+
+class Unreachable(KubeError):
+    """No answer from the API server: it is restarting, refused or reset the connection, or
+    timed out. Transient, like a 503; the controller retries on its error backoff."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +143,14 @@ class KubeApi:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self._client.call_api(method, url, header_params=header_params, body=serialized)
-        raw = response.read()
+        try:
+            response = self._client.call_api(
+                method, url, header_params=header_params, body=serialized
+            )
+            raw = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            # The kubernetes client's transport is urllib3; its errors name the URL, never a body.
+            raise Unreachable(0, "Unreachable", f"{method} {path}: {e}") from None
         status = int(response.status)
         try:
             payload = json.loads(raw) if raw else {}
