@@ -7,6 +7,7 @@ returns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -194,100 +195,25 @@ class KeySetSyncer:
         hints: list[str],
     ) -> Gathered:
         source = spec.source
-        if source.kind == "tlsSecret":
-            material = keymaterial.load_tls_secret(
-                obj.revealed(), use=spec.use, now=now, allow_not_yet_valid=spec.allow_not_yet_valid
+        password_obj = obj
+        if (
+            source.kind == "pkcs12Secret"
+            and source.password_secret_name
+            and source.password_secret_name != obj.name
+        ):
+            password_obj = await self._read(
+                "Secret", namespace, source.password_secret_name, source.kind
             )
-            return _certificate_gathered(material, hints)
-        if source.kind == "pkcs12Secret":
-            assert source.key is not None
-            assert source.password_key is not None
-            pfx = _require(obj, source.key)
-            password_obj = obj
-            if source.password_secret_name and source.password_secret_name != obj.name:
-                password_obj = await self._read(
-                    "Secret", namespace, source.password_secret_name, source.kind
-                )
-                hint = self._hint_unlabelled(password_obj)
-                if hint:
-                    hints.append(hint)
-            password = _require(password_obj, source.password_key, allow_empty=True)
-            try:
-                password_text = password.decode("utf-8")
-            except UnicodeDecodeError:
-                raise keymaterial.KeyMaterialError(
-                    "NotUtf8", source.password_key, f"{source.password_key} is not valid UTF-8"
-                ) from None
-            material = keymaterial.load_pkcs12(
-                pfx,
-                SecretStr(password_text),
-                use=spec.use,
-                now=now,
-                allow_not_yet_valid=spec.allow_not_yet_valid,
-                field=source.key,
-                password_field=source.password_key,
-            )
-            return _certificate_gathered(material, hints)
-        if source.kind == "certificate":
-            assert source.key
-            info = keymaterial.load_certificate(
-                _require(obj, source.key),
-                use=spec.use,
-                now=now,
-                allow_not_yet_valid=spec.allow_not_yet_valid,
-                field=source.key,
-            )
-
-            async def upload_certificate(
-                graph: KeySetClient, key_set_id: str, _: Write
-            ) -> RemoteKey:
-                return await graph.upload_certificate(key_set_id, certificate_der_b64=info.der_b64)
-
-            return Gathered(
-                DesiredCertificate(
-                    "uploadCertificate", info.x5t, info.x5t_s256, info.not_before, info.not_after
-                ),
-                upload_certificate,
-                hints,
-            )
-        assert source.key is not None
-        secret = keymaterial.load_string_secret(_require(obj, source.key), field=source.key)
+            hint = self._hint_unlabelled(password_obj)
+            if hint:
+                hints.append(hint)
         pepper = (
             self.settings.fingerprint_pepper.reveal() if self.settings.fingerprint_pepper else b""
         )
-        matches_synced = bool(
-            status.source_fingerprint
-            and keymaterial.fingerprint_matches(secret, status.source_fingerprint, pepper=pepper)
-        )
-        pending_fp = status.pending.fingerprint if status.pending else None
-        matches_pending = bool(
-            pending_fp and keymaterial.fingerprint_matches(secret, pending_fp, pepper=pepper)
-        )
-        fingerprint = (
-            status.source_fingerprint
-            if matches_synced and status.source_fingerprint
-            else pending_fp
-            if matches_pending and pending_fp
-            else keymaterial.secret_fingerprint(secret, pepper=pepper)
-        )
-        use = spec.use
-
-        async def upload_secret(graph: KeySetClient, key_set_id: str, write: Write) -> RemoteKey:
-            return await graph.upload_secret(
-                key_set_id, secret=secret, use=use, nbf=write.nbf, exp=write.exp
-            )
-
-        return Gathered(
-            DesiredSecret(
-                fingerprint=fingerprint,
-                matches_synced=matches_synced,
-                matches_pending=matches_pending,
-                not_before_delay=spec.not_before_delay,
-                lifetime=spec.lifetime,
-                rotation_every=spec.rotation_every,
-            ),
-            upload_secret,
-            hints,
+        # Checking RSA keys and memory-hard fingerprints costs tens of milliseconds of CPU: keep
+        # it off the event loop that serves every other key set and Kopf's watches.
+        return await asyncio.to_thread(
+            _parse_material, spec, status, obj, password_obj, now, hints, pepper
         )
 
     # --- reading B2C -----------------------------------------------------------------------
@@ -311,6 +237,100 @@ class KeySetSyncer:
             return None
 
 
+def _parse_material(
+    spec: KeySetSpec,
+    status: StatusView,
+    obj: SourceObject,
+    password_obj: SourceObject,
+    now: int,
+    hints: list[str],
+    pepper: bytes,
+) -> Gathered:
+    source = spec.source
+    if source.kind == "tlsSecret":
+        material = keymaterial.load_tls_secret(
+            obj.revealed(), use=spec.use, now=now, allow_not_yet_valid=spec.allow_not_yet_valid
+        )
+        return _certificate_gathered(material, hints)
+    if source.kind == "pkcs12Secret":
+        assert source.key is not None
+        assert source.password_key is not None
+        pfx = _require(obj, source.key)
+        password = _require(password_obj, source.password_key, allow_empty=True)
+        try:
+            password_text = password.decode("utf-8")
+        except UnicodeDecodeError:
+            raise keymaterial.KeyMaterialError(
+                "NotUtf8", source.password_key, f"{source.password_key} is not valid UTF-8"
+            ) from None
+        material = keymaterial.load_pkcs12(
+            pfx,
+            SecretStr(password_text),
+            use=spec.use,
+            now=now,
+            allow_not_yet_valid=spec.allow_not_yet_valid,
+            field=source.key,
+            password_field=source.password_key,
+        )
+        return _certificate_gathered(material, hints)
+    if source.kind == "certificate":
+        assert source.key
+        info = keymaterial.load_certificate(
+            _require(obj, source.key),
+            use=spec.use,
+            now=now,
+            allow_not_yet_valid=spec.allow_not_yet_valid,
+            field=source.key,
+        )
+
+        async def upload_certificate(graph: KeySetClient, key_set_id: str, _: Write) -> RemoteKey:
+            return await graph.upload_certificate(key_set_id, certificate_der_b64=info.der_b64)
+
+        return Gathered(
+            DesiredCertificate(
+                "uploadCertificate", info.x5t, info.x5t_s256, info.not_before, info.not_after
+            ),
+            upload_certificate,
+            hints,
+        )
+    assert source.key is not None
+    secret = keymaterial.load_string_secret(_require(obj, source.key), field=source.key)
+    matches_synced = bool(
+        status.source_fingerprint
+        and keymaterial.fingerprint_matches(secret, status.source_fingerprint, pepper=pepper)
+    )
+    pending_fp = status.pending.fingerprint if status.pending else None
+    matches_pending = bool(
+        pending_fp and keymaterial.fingerprint_matches(secret, pending_fp, pepper=pepper)
+    )
+    fingerprint = (
+        status.source_fingerprint
+        if matches_synced and status.source_fingerprint
+        else pending_fp
+        if matches_pending and pending_fp
+        else keymaterial.secret_fingerprint(secret, pepper=pepper)
+    )
+    use = spec.use
+
+    async def upload_secret(graph: KeySetClient, key_set_id: str, write: Write) -> RemoteKey:
+        return await graph.upload_secret(
+            key_set_id, secret=secret, use=use, nbf=write.nbf, exp=write.exp
+        )
+
+    return Gathered(
+        DesiredSecret(
+            fingerprint=fingerprint,
+            matches_synced=matches_synced,
+            matches_pending=matches_pending,
+            not_before_delay=spec.not_before_delay,
+            lifetime=spec.lifetime,
+            rotation_every=spec.rotation_every,
+        ),
+        upload_secret,
+        hints,
+    )
+
+
 def _require(obj: SourceObject, key: str, *, allow_empty: bool = False) -> bytes:
     if key not in obj.data:
         present = ", ".join(sorted(obj.data)) or "none"
@@ -328,7 +348,7 @@ def _certificate_gathered(material: keymaterial.CertificateWithKey, hints: list[
 
     async def upload_pkcs12(graph: KeySetClient, key_set_id: str, _: Write) -> RemoteKey:
         # Built only when a write is due: it costs milliseconds and holds the key in memory.
-        bundle = keymaterial.to_pkcs12(material)
+        bundle = await asyncio.to_thread(keymaterial.to_pkcs12, material)
         return await graph.upload_pkcs12(
             key_set_id, pfx_b64=bundle.pfx_b64, password=bundle.password
         )
