@@ -5,9 +5,10 @@ Starts the real processes a person would (`b2ckeys graph-emulator`, `b2ckeys kub
 - cold start: `b2ckeys run` process start to its first key set Ready (and SIGTERM to exit);
 - cert-manager renewal: a labelled TLS Secret patched with a new certificate and key, until the
   key set's `status.syncedKey.x5t` is the new certificate's thumbprint (idle, and under load);
-- scale: K key sets (half `generate`, half `tlsSecret`) created at once, until all are Ready;
-  then steady state with a 10 s resync: Graph requests/s (asserting zero Graph writes), status
-  writes/s, operator CPU% and RSS over a window;
+- scale: K key sets (half `generate`, half `tlsSecret`) created at once, until all are Ready
+  (and how many token requests that burst made); then steady state with a 10 s resync: Graph
+  requests/s and reads per key set per resync (asserting zero Graph writes), status writes/s,
+  operator log lines/s, CPU% (utime+stime from /proc) and CPU per resync, and RSS;
 - memory: operator RSS (VmRSS) after start and after each K, and its peak (VmHWM).
 The bench watches key sets over one watch stream, so every time is when the change reached a
 client, not when a poll happened to notice it. Each phase gets fresh processes. Usage:
@@ -185,8 +186,10 @@ def stop_process(proc: subprocess.Popen[str]) -> float:
 
 
 @contextlib.contextmanager
-def service(argv: Sequence[str], log: Path, env: Mapping[str, str], banner: str) -> Iterator[str]:
-    """An emulator process; yields the URL from its `... listening on URL` first line."""
+def service(
+    argv: Sequence[str], log: Path, env: Mapping[str, str], banner: str
+) -> Iterator[tuple[str, int]]:
+    """An emulator process; yields the URL from its `... listening on URL` line, and its pid."""
     with log.open("w") as sink:
         proc = subprocess.Popen(
             list(argv), stdout=subprocess.PIPE, stderr=sink, env=dict(env), text=True
@@ -197,7 +200,7 @@ def service(argv: Sequence[str], log: Path, env: Mapping[str, str], banner: str)
             if not line.startswith(banner):
                 raise BenchFailed(f"{argv[1]} did not start: {line!r} (log: {log})")
             threading.Thread(target=_copy, args=(proc.stdout, sink), daemon=True).start()
-            yield line.rsplit(" ", 1)[-1].strip()
+            yield line.rsplit(" ", 1)[-1].strip(), proc.pid
         finally:
             stop_process(proc)
 
@@ -255,7 +258,9 @@ class Stack:
 
     workdir: Path
     graph_url: str
+    graph_pid: int
     kube_url: str
+    kube_pid: int
     kubeconfig: Path
     ca_file: Path
     client_secret: str
@@ -316,15 +321,17 @@ def stack(workdir: Path, executable: str) -> Iterator[Stack]:
             workdir / "graph-emulator.log",
             base_env,
             "b2ckeys graph-emulator listening on",
-        ) as graph_url,
+        ) as (graph_url, graph_pid),
         service(
             kube_argv, workdir / "kube-emulator.log", base_env, "b2ckeys kube-emulator listening on"
-        ) as kube_url,
+        ) as (kube_url, kube_pid),
     ):
         yield Stack(
             workdir,
             graph_url,
+            graph_pid,
             kube_url,
+            kube_pid,
             kubeconfig,
             tls_dir / "ca.pem",
             client_secret,
@@ -556,7 +563,8 @@ class Results:
     renewals_idle: list[float] = field(default_factory=list)
     renewals_loaded: list[float] = field(default_factory=list)
     loaded_k: int = 0
-    scale_rows: list[list[str]] = field(default_factory=list)
+    burst_rows: list[list[str]] = field(default_factory=list)
+    steady_rows: list[list[str]] = field(default_factory=list)
     memory_rows: list[list[str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     log_problems: dict[str, list[str]] = field(default_factory=dict)
@@ -648,6 +656,8 @@ def phase_scale(
                 for i, n in enumerate(sorted(tls_names))
             ]
             at_start = graph.snapshot()
+            pids = (operator.pid, emulators.graph_pid, emulators.kube_pid)
+            cpu_at_start = [cpu_seconds(pid) for pid in pids]
             started = time.perf_counter()
             for obj in secrets:
                 kube.create_secret(obj)
@@ -665,6 +675,9 @@ def phase_scale(
                 READY_TIMEOUT + READY_TIMEOUT_PER_KEYSET * k,
             )
             ready = watch.ready_at(names) - started
+            burst_cpu = [
+                cpu_seconds(pid) - cpu for pid, cpu in zip(pids, cpu_at_start, strict=True)
+            ]
             after_burst_rss = operator.rss_kib()
 
             before, modified_before = graph.snapshot(), watch.modified
@@ -686,18 +699,25 @@ def phase_scale(
                     f"K={k}: {len(writes)} Graph writes in steady state: "
                     + ", ".join(sorted({f"{r['method']} {r['path']}" for r in writes})[:5])
                 )
-            out.scale_rows.append(
+            out.burst_rows.append(
                 [
                     str(k),
                     f"{created:.2f} s",
                     f"{ready:.2f} s",
                     str(sum(is_token(r) for r in burst)),
+                    *(f"{seconds:.1f} s" for seconds in burst_cpu),
+                ]
+            )
+            out.steady_rows.append(
+                [
+                    str(k),
                     f"{len(requests) / window:.1f}",
                     f"{len(reads) / resyncs:.2f}",
                     str(len(writes)),
                     f"{status_writes / window:.1f}",
                     f"{log_lines / window:.1f}",
                     f"{100 * (cpu_after - cpu_before) / window:.1f}%",
+                    f"{1000 * (cpu_after - cpu_before) / max(status_writes, 1):.0f} ms",
                     mib(steady_rss),
                 ]
             )
@@ -751,23 +771,32 @@ def report(profile: Profile, out: Results) -> str:
         )
     sections += [
         "",
-        f"scale (half generate, half tlsSecret) and steady state over {profile.window:.0f} s",
+        "creation burst: K key sets, half generate, half tlsSecret, POSTed at once",
+        table(
+            ["K", "create", "all Ready", "tokens", "operator CPU", "graph-emu CPU", "kube-emu CPU"],
+            out.burst_rows,
+        ),
+        "  create: POSTing the Secrets and key sets; all Ready: from the first POST; tokens: token",
+        "  requests to the identity endpoint; CPU: each process's utime+stime during the burst.",
+        "",
+        f"steady state over {profile.window:.0f} s right after, resync {RESYNC}",
         table(
             [
                 "K",
-                "create",
-                "all Ready",
-                "tokens",
                 "Graph req/s",
                 "reads/resync",
                 "Graph writes",
                 "status writes/s",
                 "log lines/s",
                 "CPU",
+                "CPU/resync",
                 "RSS",
             ],
-            out.scale_rows,
+            out.steady_rows,
         ),
+        "  reads/resync: Graph GETs per key set per resync interval; status writes/s: MODIFIED",
+        "  events on the key set watch (the operator writes nothing else to key sets); CPU: the",
+        "  operator's, and per status write (one per reconcile).",
         "",
         "operator memory",
         table(["when", "VmRSS", "VmHWM (peak)"], out.memory_rows),
