@@ -18,6 +18,7 @@ from operator_process import (
     RunningOperator,
     graph_emulator_thread,
     running_operator,
+    unexpected_failures,
     unexplained_refusals,
 )
 from stand_in_crds import CERT_MANAGER_CRDS, KOPF_PEERING_CRDS
@@ -111,21 +112,24 @@ def b2ckeys_operator(
 
 @pytest.fixture
 def operator(b2ckeys_operator: RunningOperator) -> Iterator[RunningOperator]:
-    """The shared operator; the test fails if, meanwhile, the API server refused it anything."""
+    """The shared operator. The test fails if, meanwhile, the API server refused it anything
+    it needs, or a reconcile escaped the operator's own error handling."""
     log_offset = b2ckeys_operator.process.log_size()
     audit_seen = len(b2ckeys_operator.cluster.audit_events())
     b2ckeys_operator.check_alive()
     yield b2ckeys_operator
+    log = b2ckeys_operator.process.log_since(log_offset)
     refusals = unexplained_refusals(
-        b2ckeys_operator.cluster,
-        b2ckeys_operator.cluster.audit_events()[audit_seen:],
-        b2ckeys_operator.process.log_since(log_offset),
+        b2ckeys_operator.cluster, b2ckeys_operator.cluster.audit_events()[audit_seen:], log
     )
     if refusals:
         pytest.fail(
             "the API server refused the operator (a missing RBAC rule?):\n" + "\n".join(refusals),
             pytrace=False,
         )
+    crashed = unexpected_failures(log)
+    if crashed:
+        pytest.fail("reconciles failed unexpectedly:\n" + "\n".join(crashed), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

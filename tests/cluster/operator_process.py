@@ -66,6 +66,8 @@ _FORBIDDEN = re.compile(r"forbidden|\b403\b", re.IGNORECASE)
 # Creating anything, Events included, in a namespace being deleted is refused with 403 by the
 # NamespaceLifecycle admission plugin. That is not a missing rule; the operator logs and moves on.
 _TERMINATING_NAMESPACE = "because it is being terminated"
+# How the work queue logs a reconcile that raised instead of returning a failed result.
+_LAST_RESORT = "failed unexpectedly"
 # How Kopf logs a failed request it is about to retry.
 _KOPF_RETRY = "failed; will retry:"
 
@@ -249,6 +251,12 @@ def unexplained_refusals(
             continue
         unexplained.append(f"operator log: {line}")
     return unexplained
+
+
+def unexpected_failures(log: str) -> list[str]:
+    """Reconciles that escaped the operator's own error handling (the work queue's last resort
+    logs them with a traceback and retries after a fixed minute): always a bug."""
+    return [line for line in log.splitlines() if _LAST_RESORT in line]
 
 
 @dataclass

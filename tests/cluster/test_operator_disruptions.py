@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from apiserver import KubeCluster, ServerProcess
 from controller_manager import MissingBinary, running_controller_manager, wait_namespace_gone
-from keyset_objects import Keysets, keyset, secret, unique_key_set_id
+from keyset_objects import Keysets, keyset, ready, secret, unique_key_set_id
 from kubernetes import client as k8s
 from operator_process import OPERATOR_TIMINGS, OPERATOR_USER, RunningOperator
 
@@ -38,8 +38,12 @@ def test_operator_keeps_working_after_the_apiserver_restarts(
     keysets.apply(
         secret("app", {"client-secret": b"before-restart"}),
         keyset("app", key_set_id, {"secret": {"name": "app", "key": "client-secret"}}),
+        # Retried on the error backoff (at most 2 s) the whole time, so some of its reconciles
+        # meet the API server down: they must fail like any reconcile, and keep being retried.
+        keyset("waiting", unique_key_set_id("Waiting"), {"tlsSecret": {"name": "not-yet"}}),
     )
     before = operator.wait_for("Synced", lambda: keysets.settled("app", "Synced"))
+    operator.wait_for("SourceNotFound", lambda: keysets.settled("waiting", "SourceNotFound"))
     pid = operator.process.popen.pid if operator.process.popen else None
 
     operator.cluster.restart_apiserver(graceful=graceful)
@@ -61,6 +65,7 @@ def test_operator_keeps_working_after_the_apiserver_restarts(
         lambda: keysets.settled("new", "Synced"),
         describe=lambda: keysets.get("new"),
     )
+    assert ready(keysets.get("waiting"))["reason"] == "SourceNotFound"
     assert operator.process.popen is not None
     assert operator.process.popen.pid == pid, "the operator was restarted"
     assert len(operator.graph.keys(f"B2C_1A_{key_set_id}")) == 2
