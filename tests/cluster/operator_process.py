@@ -68,8 +68,8 @@ _FORBIDDEN = re.compile(r"forbidden|\b403\b", re.IGNORECASE)
 _TERMINATING_NAMESPACE = "because it is being terminated"
 # How the work queue logs a reconcile that raised instead of returning a failed result.
 _LAST_RESORT = "failed unexpectedly"
-# How Kopf logs a failed request it is about to retry.
-_KOPF_RETRY = "failed; will retry:"
+# How Kopf and the operator's controller log a failed request they are about to retry.
+_RETRYING = ("failed; will retry:", "Kubernetes API call failed, retrying in")
 
 
 class BackgroundLoop:
@@ -233,8 +233,8 @@ def unexplained_refusals(
     denial by a ready server, means a rule is missing.
 
     The operator log must show no 403 either, except those two cases: lines from a namespace
-    being terminated, and Kopf's "will retry" lines when the audit log explains every denial
-    (Kopf retries any 403 on its own requests and logs each attempt).
+    being terminated, and lines saying the request will be retried when the audit log explains
+    every denial (Kopf and the controller retry a 403 and log each attempt).
     """
     unexplained = []
     for event in audit_events:
@@ -247,7 +247,7 @@ def unexplained_refusals(
     for line in log.splitlines():
         if not _FORBIDDEN.search(line) or _TERMINATING_NAMESPACE in line:
             continue
-        if _KOPF_RETRY in line and not unexplained:
+        if any(retrying in line for retrying in _RETRYING) and not unexplained:
             continue
         unexplained.append(f"operator log: {line}")
     return unexplained
