@@ -10,14 +10,12 @@ kubectl built from the same release.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from apiserver import KubeCluster
 from keyset_objects import (
     Keysets,
     certificate_config_map,
@@ -32,6 +30,7 @@ from keyset_objects import (
     unique_key_set_id,
     x5t,
 )
+from kubectl_cli import kubectl
 from operator_process import RunningOperator
 
 from b2ckeys.devpki import DevCA, rsa_key
@@ -43,8 +42,6 @@ pytestmark = pytest.mark.cluster
 KUBECTL_WAIT_GOOD = "60s"
 # How long `kubectl wait` is given to (wrongly) see a resource the operator refused as Ready.
 KUBECTL_WAIT_BAD = "3s"
-# Bounds a hung kubectl process only; every wait above carries its own --timeout.
-KUBECTL_PROCESS_TIMEOUT_SECONDS = 120
 # Generated keys rotate this often until the test removes the rotation again: long enough for
 # the test to see exactly one rotation and patch it away before a second one falls due.
 GENERATE_ROTATION = "4s"
@@ -243,23 +240,6 @@ def test_create_rotate_delete(operator: RunningOperator, namespace: str, case: S
 # --- kubectl wait -------------------------------------------------------------------------------
 
 
-def kubectl(cluster: KubeCluster, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The kubectl built from the cluster's release, as admin; never one from PATH."""
-    return subprocess.run(
-        [
-            str(cluster.bin_dir / "kubectl"),
-            f"--kubeconfig={cluster.admin_kubeconfig}",
-            f"--cache-dir={tmp_path / 'kubectl-cache'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=KUBECTL_PROCESS_TIMEOUT_SECONDS,
-        check=False,
-        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
-
-
 def test_kubectl_wait_for_ready_succeeds_for_a_good_key_set(
     operator: RunningOperator, namespace: str, tmp_path: Path
 ) -> None:
@@ -279,6 +259,24 @@ def test_kubectl_wait_for_ready_succeeds_for_a_good_key_set(
 
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.strip() == "trustframeworkkeyset.b2ckeys.dev/good condition met"
+    # The printer columns read the status the operator wrote (EXPIRES is empty: no lifetime).
+    listed = kubectl(
+        operator.cluster, tmp_path, "get", "tfks/good", f"--namespace={namespace}", "-o", "wide"
+    )
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == [
+        "NAME", "READY", "REASON", "KEYSET", "SOURCE", "ACTIVE-KID", "EXPIRES", "AGE",
+    ]  # fmt: skip
+    status = (keysets.get("good") or {})["status"]
+    assert row.split()[:6] == [
+        "good",
+        "True",
+        "Synced",
+        status["keySetId"],
+        status["source"],
+        status["activeKey"]["kid"],
+    ]
 
 
 def test_kubectl_wait_for_ready_times_out_for_an_invalid_source(
