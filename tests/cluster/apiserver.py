@@ -32,6 +32,9 @@ from kubernetes.dynamic import DynamicClient
 ROOT = Path(__file__).resolve().parents[2]
 KUBE_BINARIES_SCRIPT = ROOT / "scripts" / "kube-binaries"
 BIN_DIR_ENV = "B2CKEYS_KUBE_BIN_DIR"
+# Everything scripts/kube-binaries builds: the servers, plus kubectl and the controller manager
+# for the operator scenarios.
+BINARIES = ("kube-apiserver", "etcd", "kubectl", "kube-controller-manager")
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Any private range works: nothing routes to Service IPs in a cluster without nodes.
@@ -91,11 +94,11 @@ class ClusterStartError(RuntimeError):
 
 
 def find_bin_dir() -> Path:
-    """Where kube-apiserver and etcd are: $B2CKEYS_KUBE_BIN_DIR, else the build script's cache."""
+    """Where the binaries are: $B2CKEYS_KUBE_BIN_DIR, else the build script's cache."""
     configured = os.environ.get(BIN_DIR_ENV)
     if configured:
         bin_dir = Path(configured)
-        missing = [n for n in ("kube-apiserver", "etcd") if not os.access(bin_dir / n, os.X_OK)]
+        missing = [n for n in BINARIES if not os.access(bin_dir / n, os.X_OK)]
         if missing:
             raise FileNotFoundError(
                 f"{BIN_DIR_ENV}={configured} has no executable {' or '.join(missing)}; "
@@ -110,9 +113,9 @@ def find_bin_dir() -> Path:
     )
     if probe.returncode != 0:
         raise FileNotFoundError(
-            "kube-apiserver and etcd are not built. Run "
+            "kube-apiserver, etcd, kubectl and kube-controller-manager are not built. Run "
             f"`{KUBE_BINARIES_SCRIPT.relative_to(ROOT)}` once (about 5 minutes on 2 cores; "
-            f"cached afterwards), or point {BIN_DIR_ENV} at a directory holding both. "
+            f"cached afterwards), or point {BIN_DIR_ENV} at a directory holding them. "
             f"The script said: {probe.stderr.strip()}"
         )
     return Path(probe.stdout.strip())
