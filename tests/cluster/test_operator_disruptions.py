@@ -21,9 +21,11 @@ from b2ckeys.settings import parse_duration
 pytestmark = pytest.mark.cluster
 
 DELETE_TIMEOUT_SECONDS = parse_duration(OPERATOR_TIMINGS["B2CKEYS_DELETE_TIMEOUT"])
-# After the operator lets go, the namespace controller notices within its requeue (about a
-# second) and deletes what is left; generous for a loaded 2-core machine.
-NAMESPACE_CONTROLLER_SLACK_SECONDS = 30.0
+# The namespace controller's own pace, on top of the operator's delete timeout: it acts on a
+# deleted namespace 5 s after the deletion (a grace period for HA API servers), looks again 8 s
+# after finding objects that still have finalizers, and 5 s after finalizing. About 18 s in all
+# here; generous for a loaded 2-core machine.
+NAMESPACE_CONTROLLER_SLACK_SECONDS = 40.0
 
 
 # --- the API server restarts under the operator -------------------------------------------------
