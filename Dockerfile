@@ -31,6 +31,7 @@ RUN /opt/b2ckeys/bin/pip install --require-hashes --only-binary=:all: --no-compi
         -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY crds/ crds/
+COPY deploy/examples/ deploy/examples/
 COPY operator/ operator/
 COPY scripts/prune_to_runtime.py scripts/compile_imported.py scripts/
 # --no-deps: the lock already installed them, hash-checked. --no-build-isolation: build with the

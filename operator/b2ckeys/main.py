@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -48,6 +49,11 @@ def main(argv: Sequence[str]) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if settings.json_logs else kopf.LogFormat.PLAIN,
     )
+    if not args.verbose:
+        # A line per HTTP call and per token lookup, and one per routed watch event, would
+        # drown what the operator itself says (uploads, refusals, backoffs). --verbose shows all.
+        for chatty in ("httpx", "azure.identity", "azure.core", "kopf.objects"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     import b2ckeys.handlers  # noqa: F401  (registers the handlers with Kopf's default registry)
 
     asyncio.run(

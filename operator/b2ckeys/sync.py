@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,7 @@ class KeySetSyncer:
         self.kube = kube
         self.graph = graph
         self.clock = clock
+        self._parsed = _ParsedSources()
 
     # --- gathering -------------------------------------------------------------------------
 
@@ -210,11 +212,29 @@ class KeySetSyncer:
         pepper = (
             self.settings.fingerprint_pepper.reveal() if self.settings.fingerprint_pepper else b""
         )
+        cache_key = (
+            obj.namespace,
+            obj.kind,
+            obj.name,
+            obj.resource_version,
+            password_obj.name,
+            password_obj.resource_version,
+            spec.source,
+            spec.use,
+            spec.allow_not_yet_valid,
+            status.source_fingerprint,
+            status.pending.fingerprint if status.pending else None,
+        )
+        cached = self._parsed.get(cache_key, now, allow_not_yet_valid=spec.allow_not_yet_valid)
+        if cached is not None:
+            return Gathered(cached.desired, cached.upload, hints)
         # Checking RSA keys and memory-hard fingerprints costs tens of milliseconds of CPU: keep
         # it off the event loop that serves every other key set and Kopf's watches.
-        return await asyncio.to_thread(
+        gathered = await asyncio.to_thread(
             _parse_material, spec, status, obj, password_obj, now, hints, pepper
         )
+        self._parsed.put(cache_key, gathered)
+        return gathered
 
     # --- reading B2C -----------------------------------------------------------------------
 
@@ -235,6 +255,38 @@ class KeySetSyncer:
             return await graph.get_active_key(key_set_id)
         except (NoActiveKey, KeySetNotFound):
             return None
+
+
+class _ParsedSources:
+    """Parsed sources by the resourceVersions they came from, so a resync of an unchanged Secret
+    skips the ~35 ms RSA key check (which holds the GIL even in a worker thread). Only good
+    material is kept, and only while `now` is inside its certificate's validity window."""
+
+    # Enough for every key set of a large cluster; the oldest entry goes first.
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[object, ...], Gathered] = OrderedDict()
+
+    def get(
+        self, key: tuple[object, ...], now: int, *, allow_not_yet_valid: bool
+    ) -> Gathered | None:
+        gathered = self._entries.get(key)
+        if gathered is None:
+            return None
+        desired = gathered.desired
+        if isinstance(desired, DesiredCertificate) and not (
+            (desired.nbf <= now or allow_not_yet_valid) and now < desired.exp
+        ):
+            del self._entries[key]  # expired or not yet valid: parse again, to refuse it
+            return None
+        self._entries.move_to_end(key)
+        return gathered
+
+    def put(self, key: tuple[object, ...], gathered: Gathered) -> None:
+        self._entries[key] = gathered
+        while len(self._entries) > self.LIMIT:
+            self._entries.popitem(last=False)
 
 
 def _parse_material(
@@ -538,7 +590,11 @@ class Reconciler(KeySetSyncer):
                 f"({write.why})",
             )
             logger.info("%s/%s: %s -> kid %s", namespace, name, write.describe(), synced.kid)
-        after = await graph.get_key_set(key_set_id)
+        # Read back only what changed: a no-op resync must cost as few Graph calls as possible
+        # (B2C throttles per tenant).
+        after = remote
+        if wrote or after is None:
+            after = await graph.get_key_set(key_set_id)
         active = await self.read_active(graph, key_set_id)
         if synced is not None:
             synced = next((k for k in after.keys if k.kid == synced.kid), synced)
