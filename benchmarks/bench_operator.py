@@ -23,10 +23,8 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -38,12 +36,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 
 from b2ckeys.devpki import DevCA, Issued, rsa_key
+from b2ckeys.processes import StartFailed, b2ckeys_executable, listening, stop
 
 TENANT = "b2ckeys-bench.onmicrosoft.com"
 CLIENT_ID = "0b2c0000-0000-4000-8000-00000000be9c"
@@ -146,11 +145,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # --- processes ----------------------------------------------------------------------------------
 
 
-def b2ckeys_executable() -> str:
-    here = Path(sys.executable).parent / "b2ckeys"
-    return str(here) if here.exists() else shutil.which("b2ckeys") or "b2ckeys"
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -158,51 +152,16 @@ def free_port() -> int:
         return port
 
 
-def _first_line(stream: IO[str], timeout: float) -> str:
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
-    try:
-        return lines.get(timeout=timeout)
-    except queue.Empty:
-        return ""
-
-
-def _copy(stream: IO[str], sink: IO[str]) -> None:
-    for line in stream:
-        sink.write(line)
-        sink.flush()
-
-
-def stop_process(proc: subprocess.Popen[str]) -> float:
-    """SIGTERM, as the kubelet sends; seconds until it exited (SIGKILL after 15 s)."""
-    started = time.perf_counter()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return time.perf_counter() - started
-
-
 @contextlib.contextmanager
 def service(
     argv: Sequence[str], log: Path, env: Mapping[str, str], banner: str
 ) -> Iterator[tuple[str, int]]:
     """An emulator process; yields the URL from its `... listening on URL` line, and its pid."""
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            list(argv), stdout=subprocess.PIPE, stderr=sink, env=dict(env), text=True
-        )
-        try:
-            assert proc.stdout is not None
-            line = _first_line(proc.stdout, START_TIMEOUT)
-            if not line.startswith(banner):
-                raise BenchFailed(f"{argv[1]} did not start: {line!r} (log: {log})")
-            threading.Thread(target=_copy, args=(proc.stdout, sink), daemon=True).start()
-            yield line.rsplit(" ", 1)[-1].strip(), proc.pid
-        finally:
-            stop_process(proc)
+    try:
+        with listening(argv, log, env, banner) as (url, proc):
+            yield url, proc.pid
+    except StartFailed as e:
+        raise BenchFailed(str(e)) from None
 
 
 @dataclass
@@ -628,7 +587,7 @@ def phase_cold_start_and_renewal(
                             ]
                         )
                 finally:
-                    shutdown = stop_process(operator.proc)
+                    shutdown = stop(operator.proc)
                     out.log_problems[f"cold start {run + 1}"] = operator.log_problems()
                 out.cold_starts.append([*row, f"{shutdown:.2f} s"])
         finally:
@@ -735,7 +694,7 @@ def phase_scale(
                     kube, watch, ca, min(tls_names), profile.loaded_rotations, slot=240
                 )
         finally:
-            stop_process(operator.proc)
+            stop(operator.proc)
             out.log_problems[f"scale K={k}"] = operator.log_problems()
             kube.close()
             graph.close()

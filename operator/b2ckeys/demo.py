@@ -10,27 +10,23 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import datetime as dt
 import os
-import queue
 import shutil
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 
 import httpx
 import yaml
 
 from b2ckeys.devpki import DevCA, rsa_key
+from b2ckeys.processes import StartFailed, b2ckeys_executable, listening, running
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
 
 DEMO_TENANT = "b2ckeys-demo.onmicrosoft.com"
@@ -46,58 +42,6 @@ READY_TIMEOUT = 60.0  # seconds; a cold start (Graph model import ~4 s) is well 
 
 class DemoFailed(RuntimeError):
     pass
-
-
-def _bin() -> str:
-    here = Path(sys.executable).parent / "b2ckeys"
-    return str(here) if here.exists() else shutil.which("b2ckeys") or "b2ckeys"
-
-
-@contextlib.contextmanager
-def _process(
-    name: str, argv: Sequence[str], log: Path, env: Mapping[str, str], first_line: str | None
-) -> Iterator[str]:
-    """Start a process; yield the URL from its `... listening on URL` line (or '')."""
-    with log.open("w") as log_file:
-        proc = subprocess.Popen(  # noqa: S603  (our own entry point, fixed arguments)
-            list(argv),
-            stdout=subprocess.PIPE if first_line else log_file,
-            stderr=log_file,
-            env=dict(env),
-            text=True,
-        )
-        try:
-            url = ""
-            if first_line:
-                assert proc.stdout is not None
-                line = _read_line(proc.stdout, 30.0)
-                if not line.startswith(first_line):
-                    raise DemoFailed(f"{name} did not start: {line!r} (log: {log})")
-                url = line.rsplit(" ", 1)[-1].strip()
-                threading.Thread(target=_drain, args=(proc.stdout, log_file), daemon=True).start()
-            yield url
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _read_line(stream: IO[str], timeout: float) -> str:
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
-    try:
-        return lines.get(timeout=timeout)
-    except queue.Empty:
-        return ""
-
-
-def _drain(stream: IO[str], sink: IO[str]) -> None:
-    for line in stream:
-        sink.write(line)
-        sink.flush()
 
 
 class Kube:
@@ -265,10 +209,9 @@ def run_demo(workdir: Path, out: TextIO) -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "B2CKEYS_"))}
     secret = "demo-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
     with (
-        _process(
-            "graph-emulator",
+        listening(
             [
-                _bin(),
+                b2ckeys_executable(),
                 "graph-emulator",
                 "--port",
                 "0",
@@ -282,14 +225,13 @@ def run_demo(workdir: Path, out: TextIO) -> None:
             workdir / "graph-emulator.log",
             base_env,
             "b2ckeys graph-emulator listening on",
-        ) as graph_url,
-        _process(
-            "kube-emulator",
-            [_bin(), "kube-emulator", "--port", "0", "--kubeconfig", str(kubeconfig)],
+        ) as (graph_url, _),
+        listening(
+            [b2ckeys_executable(), "kube-emulator", "--port", "0", "--kubeconfig", str(kubeconfig)],
             workdir / "kube-emulator.log",
             base_env,
             "b2ckeys kube-emulator listening on",
-        ) as kube_url,
+        ) as (kube_url, _),
     ):
         say(f"graph-emulator  {graph_url}\nkube-emulator   {kube_url}")
         ca_file = str(tls_dir / "ca.pem")
@@ -304,12 +246,10 @@ def run_demo(workdir: Path, out: TextIO) -> None:
             "SSL_CERT_FILE": ca_file,
             "REQUESTS_CA_BUNDLE": ca_file,
         }
-        with _process(
-            "operator",
-            [_bin(), "run", "--all-namespaces"],
+        with running(
+            [b2ckeys_executable(), "run", "--all-namespaces"],
             workdir / "operator.log",
             operator_env,
-            None,
         ):
             kube = Kube(kube_url)
             graph = httpx.Client(
@@ -380,7 +320,7 @@ def main(argv: Sequence[str]) -> int:
         run_demo(workdir, sys.stdout)
         print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
         return 0
-    except DemoFailed as e:
+    except (DemoFailed, StartFailed) as e:
         print(f"\ndemo failed: {e}", file=sys.stderr)
         log = workdir / "operator.log"
         if log.exists():
