@@ -29,7 +29,7 @@ pytest: $(STAMP) kube-binaries
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # kube-apiserver and etcd for tests/cluster, built from the Go module proxy on first use and
-# cached per user and version (about 5 minutes once; a fraction of a second afterwards).
+# cached per user and version (about 8 minutes once on 2 cores; a fraction of a second afterwards).
 kube-binaries:
 	scripts/kube-binaries --print-dir
 

@@ -10,7 +10,9 @@ ConfigMaps), and the controller's work queue serialises the reconciles.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -18,6 +20,16 @@ import kopf
 from b2ckeys.kube.api import resolve_connection
 from b2ckeys.runtime import Runtime, build_runtime
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL, Settings
+
+
+class _KeepTrying:
+    """Kopf's retry delays for Kubernetes API calls: quick at first, then every 30 s for as long
+    as the API server is away. Kopf's default gives up after about a minute, which would end
+    the operator during a control-plane upgrade. Iterable anew for every request."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield from (1, 2, 5, 10, 20)
+        yield from itertools.repeat(30)
 
 
 def _runtime(memo: kopf.Memo) -> Runtime:
@@ -38,6 +50,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.finalizer = "kopf.b2ckeys.dev/framework"
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    settings.networking.error_backoffs = _KeepTrying()
     # Our handlers only route events; Kopf's per-handler Events would be noise.
     settings.posting.level = logging.WARNING
     memo["runtime"] = await build_runtime(app_settings, memo)
