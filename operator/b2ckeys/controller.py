@@ -8,6 +8,7 @@ stale status (which could make it upload a secret twice).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -69,6 +70,10 @@ class Controller:
         self._routes: dict[ObjectKey, tuple[set[SourceKey], TargetKey | None]] = {}
         self._failures: dict[ObjectKey, int] = {}
         self._not_before: dict[ObjectKey, float] = {}  # Retry-After gates: no call before this
+        self._deleted: set[str] = set()  # uids seen DELETED: a late GET must not revive them
+        # One reconcile per B2C key set, not only per resource: during an ownership handover
+        # the old and the new owner are different resources naming the same key set.
+        self._target_locks: dict[TargetKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.queue: WorkQueue[ObjectKey] = WorkQueue(
             self._work, concurrency=settings.max_concurrent_reconciles, clock=monotonic
         )
@@ -77,27 +82,33 @@ class Controller:
 
     def observe_keyset(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         key = _key(body)
+        meta = body.get("metadata") or {}
         if event_type == "DELETED":
-            peers = self._unroute(key)
-            self._bodies.pop(key, None)
-            self._failures.pop(key, None)
-            self._not_before.pop(key, None)
-            self.queue.forget(key)
-            for peer in peers:  # the next oldest may own the key set now
-                self.queue.add(peer)
+            self._deleted.add(str(meta.get("uid")))
+            self._forget(key)
             return
         previous = self._bodies.get(key)
         self._bodies[key] = body
         self._route(key, body)
-        meta = body.get("metadata") or {}
-        status = body.get("status") or {}
+        before = (previous or {}).get("metadata") or {}
+        # Only what a person or controller changed: not our own status writes, which must not
+        # cut a backoff or a Retry-After short.
         if (
             previous is None
-            or meta.get("deletionTimestamp")
-            or meta.get("generation") != status.get("observedGeneration")
-            or (previous.get("spec") != body.get("spec"))
+            or meta.get("generation") != before.get("generation")
+            or (meta.get("deletionTimestamp") and not before.get("deletionTimestamp"))
+            or meta.get("uid") != before.get("uid")
         ):
             self.queue.add(key)
+
+    def _forget(self, key: ObjectKey) -> None:
+        peers = self._unroute(key)
+        self._bodies.pop(key, None)
+        self._failures.pop(key, None)
+        self._not_before.pop(key, None)
+        self.queue.forget(key)
+        for peer in peers:  # the next oldest may own the key set now
+            self.queue.add(peer)
 
     def source_changed(self, kind: str, namespace: str, name: str) -> None:
         for key in sorted(self._by_source.get((namespace, kind, name), ()), key=str):
@@ -142,12 +153,19 @@ class Controller:
             return gate  # Graph asked us to wait (Retry-After); events do not override that
         try:
             body = await self._reconciler.kube.read_keyset(key.namespace, key.name)
-            if body is None:
+            if body is None or str((body.get("metadata") or {}).get("uid")) in self._deleted:
+                if key in self._bodies and body is None:
+                    self._forget(key)
                 return None
             self._bodies[key] = body
             self._route(key, body)
-            owner = self.owner_of(key)
-            result = await self._reconciler.reconcile(body, owner=owner if owner != key else None)
+            _, target = self._routes[key]
+            lock = self._target_locks[target] if target is not None else asyncio.Lock()
+            async with lock:
+                owner = await self._confirmed_owner(key, body, target)
+                result = await self._reconciler.reconcile(
+                    body, owner=owner if owner != key else None
+                )
         except KubeError as error:
             # The API server restarting or refusing one write is a failed reconcile like any
             # other: the bounded backoff, not the work queue's last-resort delay for bugs.
@@ -160,19 +178,46 @@ class Controller:
             self._failures.pop(key, None)
             self._not_before.pop(key, None)
             return result.requeue_after
-        if result.requeue_after is not None and result.outcome.reason == "Throttled":
-            self._failures[key] = self._failures.get(key, 0) + 1
-            self._not_before[key] = self._monotonic() + result.requeue_after
-            return result.requeue_after
         backoff = self._backoff(key)
+        if result.retry_after is not None:
+            # Graph said when: never earlier (events included), whatever the reason shown.
+            self._not_before[key] = self._monotonic() + result.retry_after
+            return max(backoff, result.retry_after)
         if result.requeue_after is not None:
             backoff = min(backoff, result.requeue_after)
         return backoff
+
+    async def _confirmed_owner(
+        self, key: ObjectKey, body: Mapping[str, Any], target: TargetKey | None
+    ) -> ObjectKey | None:
+        """The owner of the key set. A resource that has not written to it yet confirms with a
+        LIST that no older one exists: right after a restart the watch may not have delivered
+        the older resource yet, and another operator shard never delivers it."""
+        owner = self.owner_of(key)
+        if owner != key or target is None or (body.get("status") or {}).get("keySetId"):
+            return owner
+        try:
+            everyone = await self._reconciler.kube.list_keysets()
+        except KubeError as error:
+            if error.status != 403:
+                raise
+            # A namespaced deployment may not list cluster-wide; what it watches is all it has.
+            return owner
+        for other in everyone:
+            other_key = _key(other)
+            if other_key == key or _routing(other)[1] != target:
+                continue
+            if str((other.get("metadata") or {}).get("uid")) in self._deleted:
+                continue
+            if (_age(other), str(other_key)) < (_age(body), str(key)):
+                return other_key
+        return key
 
     def _backoff(self, key: ObjectKey) -> float:
         """Count one more failure of `key`; the delay before its next attempt."""
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         return min(
-            self._settings.error_backoff_initial * 2.0 ** (failures - 1),
+            # The exponent is capped: 2.0 ** 1024 overflows, and the result is capped anyway.
+            self._settings.error_backoff_initial * 2.0 ** min(failures - 1, 30),
             self._settings.error_backoff_max,
         )

@@ -78,22 +78,24 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     )
 
 
+# All handlers are `async def` although they never await: Kopf runs plain functions in a thread
+# pool, and the controller's state belongs to the event loop that runs its work queue.
 @kopf.on.event(API_GROUP, API_VERSION, KEYSET_PLURAL, id="keysets")
-def keyset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def keyset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _runtime(memo).controller.observe_keyset(event.get("type"), event["object"])
 
 
 @kopf.on.event("v1", "secrets", id="secrets")
-def secret_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def secret_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     # The body (with the Secret's data) is deliberately not taken: only its name routes.
     _runtime(memo).controller.source_changed("Secret", namespace or "", name)
 
 
 @kopf.on.event("v1", "configmaps", id="configmaps")
-def configmap_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def configmap_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     _runtime(memo).controller.source_changed("ConfigMap", namespace or "", name)
 
 
 @kopf.on.probe(id="reconciling")
-def probe(memo: kopf.Memo, **_: Any) -> int:
+async def probe(memo: kopf.Memo, **_: Any) -> int:
     return len(_runtime(memo).controller.queue.running) if "runtime" in memo else 0

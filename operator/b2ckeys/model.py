@@ -270,17 +270,17 @@ class PendingWrite:
     started_at: int | None = None
 
     def to_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"action": self.action, "keySetId": self.key_set_id}
-        for name, value in (
-            ("fingerprint", self.fingerprint),
-            ("x5t", self.x5t),
-            ("nbf", self.nbf),
-            ("exp", self.exp),
-            ("startedAt", to_rfc3339(self.started_at)),
-        ):
-            if value is not None:
-                out[name] = value
-        return out
+        # Every member, absent ones as null: status is merge-patched, and a member left over from
+        # an earlier intent (an old exp) would make this one unrecognisable after a crash.
+        return {
+            "action": self.action,
+            "keySetId": self.key_set_id,
+            "fingerprint": self.fingerprint,
+            "x5t": self.x5t,
+            "nbf": self.nbf,
+            "exp": self.exp,
+            "startedAt": to_rfc3339(self.started_at),
+        }
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,12 @@ def _find_by_intent(
     )
 
 
+def _window_open(pending: PendingWrite, now: int) -> bool:
+    """Whether a pending write may be retried with its own dates: not once its expiry has
+    passed (B2C refuses that, AADB2C90214), which would wedge the key set."""
+    return pending.exp is None or pending.exp > now
+
+
 def _usable(key: RemoteKey, now: int) -> bool:
     return key.status != "disabled" and (key.exp is None or key.exp > now)
 
@@ -195,7 +201,7 @@ def _decide_secret(
             and _usable(landed, now)
         ):
             return Decision(adopt=landed, adopt_fingerprint=desired.fingerprint)
-        if not landed and not create:
+        if not landed and not create and _window_open(pending, now):
             # The earlier write never landed: retry it with the same dates, so a late commit
             # of the first attempt would still be recognised rather than duplicated.
             return Decision(
@@ -267,7 +273,7 @@ def _decide_generated(
             if _rotation_due(key.nbf, desired.rotation_every, now):
                 break
             return Decision(adopt=key)
-    if pending and landed is None and not create:
+    if pending and landed is None and not create and _window_open(pending, now):
         return Decision(
             write=Write(
                 "generateKey",

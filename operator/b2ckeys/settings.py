@@ -61,17 +61,29 @@ class Settings:
     # this often even without a triggering event.
     error_backoff_initial: float = 1.0
     error_backoff_max: float = 300.0
+    # After a write whose response was lost, wait this long before re-reading the key set, so
+    # a commit B2C has not yet made visible is not mistaken for a failed write.
+    outcome_unknown_delay: float = 5.0
     # Key sets reconciled in parallel (one writer per key set regardless).
     max_concurrent_reconciles: int = 8
     # `deletionPolicy: Delete` gives up after this long and lets the namespace go.
     delete_timeout: float = 300.0
-    # An optional operator-wide secret mixed into string-secret fingerprints (HMAC pepper).
+    # An optional operator-wide secret mixed into string-secret fingerprints (HMAC pepper), and
+    # the ones used before it: fingerprints made with those are still recognised.
     fingerprint_pepper: SecretBytes | None = None
+    previous_fingerprint_peppers: tuple[SecretBytes, ...] = ()
     json_logs: bool = False
     finalizer: str = FINALIZER
     # The kubeconfig for the storage layer; None means the in-cluster service account.
     kubeconfig: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    def fingerprint_peppers(self) -> list[bytes]:
+        """The current pepper first, then the previous ones, then none at all (as before any
+        pepper was set)."""
+        current = self.fingerprint_pepper.reveal() if self.fingerprint_pepper else b""
+        ordered = [current, *(p.reveal() for p in self.previous_fingerprint_peppers), b""]
+        return list(dict.fromkeys(ordered))
 
     @property
     def watch_selector(self) -> str:
@@ -91,11 +103,17 @@ class Settings:
             error_backoff_initial=_duration(env, "B2CKEYS_ERROR_BACKOFF_INITIAL", 1.0),
             error_backoff_max=_duration(env, "B2CKEYS_ERROR_BACKOFF_MAX", 300.0),
             max_concurrent_reconciles=_int(env, "B2CKEYS_MAX_CONCURRENT_RECONCILES", 8),
+            outcome_unknown_delay=_duration(env, "B2CKEYS_OUTCOME_UNKNOWN_DELAY", 5.0),
             delete_timeout=_duration(env, "B2CKEYS_DELETE_TIMEOUT", 300.0),
             fingerprint_pepper=(
                 SecretBytes(env["B2CKEYS_FINGERPRINT_PEPPER"].encode())
                 if env.get("B2CKEYS_FINGERPRINT_PEPPER")
                 else None
+            ),
+            previous_fingerprint_peppers=tuple(
+                SecretBytes(p.encode())
+                for p in env.get("B2CKEYS_FINGERPRINT_PEPPER_PREVIOUS", "").split(",")
+                if p
             ),
             json_logs=env.get("B2CKEYS_LOG_FORMAT", "text").lower() == "json",
             kubeconfig=_kubeconfig(env),

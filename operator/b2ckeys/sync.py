@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,9 @@ class ReconcileResult:
     requeue_after: float | None
     failed: bool = False
     wrote: list[str] = field(default_factory=list)
+    # Graph said when to come back (Retry-After), or a write's outcome is unknown and B2C needs
+    # a moment to show it: no attempt before this many seconds, whatever event arrives.
+    retry_after: float | None = None
 
 
 def key_status(
@@ -104,6 +107,10 @@ def key_status(
     ):
         if value is not None:
             doc[name] = value
+        elif name != ("status" if synced else "uploadedAt"):
+            # Status is merge-patched: an absent member would keep the previous key's value
+            # (an old expiry under a new kid), so declared members are cleared explicitly.
+            doc[name] = None
     return doc
 
 
@@ -209,9 +216,7 @@ class KeySetSyncer:
             hint = self._hint_unlabelled(password_obj)
             if hint:
                 hints.append(hint)
-        pepper = (
-            self.settings.fingerprint_pepper.reveal() if self.settings.fingerprint_pepper else b""
-        )
+        peppers = self.settings.fingerprint_peppers()
         cache_key = (
             obj.namespace,
             obj.kind,
@@ -219,9 +224,7 @@ class KeySetSyncer:
             obj.resource_version,
             password_obj.name,
             password_obj.resource_version,
-            spec.source,
-            spec.use,
-            spec.allow_not_yet_valid,
+            spec,  # all of it: rotation and validity are part of what is cached
             status.source_fingerprint,
             status.pending.fingerprint if status.pending else None,
         )
@@ -231,7 +234,7 @@ class KeySetSyncer:
         # Checking RSA keys and memory-hard fingerprints costs tens of milliseconds of CPU: keep
         # it off the event loop that serves every other key set and Kopf's watches.
         gathered = await asyncio.to_thread(
-            _parse_material, spec, status, obj, password_obj, now, hints, pepper
+            _parse_material, spec, status, obj, password_obj, now, hints, peppers
         )
         self._parsed.put(cache_key, gathered)
         return gathered
@@ -296,7 +299,7 @@ def _parse_material(
     password_obj: SourceObject,
     now: int,
     hints: list[str],
-    pepper: bytes,
+    peppers: Sequence[bytes],
 ) -> Gathered:
     source = spec.source
     if source.kind == "tlsSecret":
@@ -347,21 +350,19 @@ def _parse_material(
         )
     assert source.key is not None
     secret = keymaterial.load_string_secret(_require(obj, source.key), field=source.key)
-    matches_synced = bool(
-        status.source_fingerprint
-        and keymaterial.fingerprint_matches(secret, status.source_fingerprint, pepper=pepper)
-    )
+    current = peppers[0]
+    synced_by = _matching_pepper(secret, status.source_fingerprint, peppers)
     pending_fp = status.pending.fingerprint if status.pending else None
-    matches_pending = bool(
-        pending_fp and keymaterial.fingerprint_matches(secret, pending_fp, pepper=pepper)
-    )
+    pending_by = _matching_pepper(secret, pending_fp, peppers)
     fingerprint = (
         status.source_fingerprint
-        if matches_synced and status.source_fingerprint
+        if synced_by == 0 and status.source_fingerprint
         else pending_fp
-        if matches_pending and pending_fp
-        else keymaterial.secret_fingerprint(secret, pepper=pepper)
+        if pending_by == 0 and pending_fp
+        # New, or recorded under an earlier pepper: record it afresh under the current one.
+        else keymaterial.secret_fingerprint(secret, pepper=current)
     )
+    matches_synced, matches_pending = synced_by is not None, pending_by is not None
     use = spec.use
 
     async def upload_secret(graph: KeySetClient, key_set_id: str, write: Write) -> RemoteKey:
@@ -381,6 +382,20 @@ def _parse_material(
         upload_secret,
         hints,
     )
+
+
+def _matching_pepper(
+    secret: SecretStr, fingerprint: str | None, peppers: Sequence[bytes]
+) -> int | None:
+    """Which pepper (by position; 0 is the current one) the fingerprint was made with, if it
+    describes this secret. Earlier peppers are tried so that setting or rotating the pepper
+    never looks like a changed secret, which would upload the same secret again."""
+    if not fingerprint:
+        return None
+    for position, pepper in enumerate(peppers):
+        if keymaterial.fingerprint_matches(secret, fingerprint, pepper=pepper):
+            return position
+    return None
 
 
 def _require(obj: SourceObject, key: str, *, allow_empty: bool = False) -> bytes:
@@ -466,6 +481,10 @@ class Reconciler(KeySetSyncer):
         try:
             spec = parse_spec(body.get("spec") or {})
         except SpecError as e:
+            if meta.get("deletionTimestamp"):
+                # Nothing can be acted on safely; never hold up the deletion for it.
+                await self.kube.set_finalizer(body, self.settings.finalizer, present=False)
+                return ReconcileResult(Outcome(Reason.DELETING, "finalized"), None)
             return await self._finish(
                 body, None, Outcome(Reason.INVALID_SOURCE, str(e)), {}, None, failed=True
             )
@@ -496,7 +515,9 @@ class Reconciler(KeySetSyncer):
         except GraphError as error:
             outcome, delay = _outcome_for_graph_error(error, view.key_set_id or spec.key_set_id)
             logger.warning("%s/%s: %s", meta.get("namespace"), meta.get("name"), outcome.message)
-            return await self._finish(body, spec, outcome, {}, delay, failed=True)
+            if isinstance(error, TransientError) and error.outcome_unknown:
+                delay = max(delay or 0.0, self.settings.outcome_unknown_delay)
+            return await self._finish(body, spec, outcome, {}, None, failed=True, retry_after=delay)
 
     def _refusal(self, spec: KeySetSpec, owner: ObjectKey | None) -> Outcome | None:
         if spec.tenant_ref is not None:
@@ -570,12 +591,15 @@ class Reconciler(KeySetSyncer):
             # Record the intent before writing: if the response is lost or this process dies,
             # the next reconcile looks for exactly this key before writing anything again.
             intent = write.intent(key_set_id, now).to_status()
-            if (
-                await self.kube.patch_status(
-                    namespace, name, {"pendingWrite": intent, "keySetId": key_set_id}
-                )
-                is None
-            ):
+            recorded = await self.kube.patch_status(
+                namespace,
+                name,
+                {"pendingWrite": intent, "keySetId": key_set_id},
+                # Only onto the version this decision was made from: if anything (another
+                # operator process) wrote meanwhile, this is a Conflict and nothing is uploaded.
+                resource_version=meta.get("resourceVersion"),
+            )
+            if recorded is None:
                 return ReconcileResult(Outcome(Reason.DELETING, "gone"), None)
             synced = await gathered.upload(graph, key_set_id, write)
             uploaded_at, fingerprint = now, write.fingerprint
@@ -686,7 +710,9 @@ class Reconciler(KeySetSyncer):
                         f"deleting B2C key set {key_set_id} failed ({outcome.message}); retrying "
                         f"until {to_rfc3339(started + self.settings.delete_timeout)}, then stops",
                     )
-                    return await self._finish(body, spec, deleting, {}, delay, failed=True)
+                    return await self._finish(
+                        body, spec, deleting, {}, None, failed=True, retry_after=delay
+                    )
                 abandoned = (
                     f"could not delete B2C key set {key_set_id} within "
                     f"{self.settings.delete_timeout:.0f}s ({error}); removing the finalizer so "
@@ -711,6 +737,7 @@ class Reconciler(KeySetSyncer):
         *,
         failed: bool = False,
         wrote: list[str] | None = None,
+        retry_after: float | None = None,
     ) -> ReconcileResult:
         meta = body.get("metadata") or {}
         previous = body.get("status") or {}
@@ -736,7 +763,9 @@ class Reconciler(KeySetSyncer):
             await self.kube.post_event(
                 body, type_="Warning", reason=outcome.reason.value, message=outcome.message
             )
-        return ReconcileResult(outcome, requeue_after, failed=failed, wrote=wrote or [])
+        return ReconcileResult(
+            outcome, requeue_after, failed=failed, wrote=wrote or [], retry_after=retry_after
+        )
 
 
 def _parse_time(text: Any) -> int | None:

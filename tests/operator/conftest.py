@@ -73,6 +73,17 @@ async def cluster(servers: Servers, namespace: str) -> AsyncIterator[tuple[Kube,
         )
         assert created.status_code == 201, created.text
         yield kube, graph
+        # Key sets left behind would be older peers naming the same B2C key sets as the next
+        # tests' (the operator confirms ownership cluster-wide), so none outlive their test.
+        keysets = f"/apis/b2ckeys.dev/v1alpha1/namespaces/{namespace}/trustframeworkkeysets"
+        for item in (await kube.http.get(keysets)).json().get("items") or []:
+            path = f"{keysets}/{item['metadata']['name']}"
+            await kube.http.patch(
+                path,
+                json={"metadata": {"finalizers": None}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            await kube.http.delete(path)
 
 
 @pytest.fixture

@@ -279,6 +279,7 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
         "error_backoff_initial": 0.05,
         "error_backoff_max": 0.5,
         "delete_timeout": 2.0,
+        "outcome_unknown_delay": 0.2,
     }
     values.update(overrides)
     return replace(settings, **values)

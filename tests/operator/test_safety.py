@@ -146,3 +146,36 @@ async def test_one_writer_per_key_set_and_many_key_sets_in_parallel(
     assert len(spans) == 6
     # Different key sets were written at the same time (each write takes 0.3 s here).
     assert any(later_start < end for (_, end), (later_start, _) in itertools.pairwise(spans))
+
+
+async def test_setting_and_rotating_the_fingerprint_pepper_uploads_nothing(
+    kube: Kube, graph: Graph, operator: OperatorControl
+) -> None:
+    from b2ckeys.secret import SecretBytes
+
+    await kube.create(secret("fb", {"k": b"client-secret"}))
+    await kube.create(keyset("fb", "Fb", {"secret": {"name": "fb", "key": "k"}}))
+    before = (await kube.wait_reason("fb", "Synced"))["status"]["sourceFingerprint"]
+    writes = await graph.writes()
+
+    operator.stop()  # a pepper is set for the first time
+    await operator.start(fingerprint_pepper=SecretBytes(b"pepper-one"), resync_interval=0.3)
+    after_first = await kube.wait_keyset(
+        "fb", lambda o: o["status"].get("sourceFingerprint") not in (None, before), "re-keyed"
+    )
+    operator.stop()  # and rotated, with the earlier one kept as previous
+    await operator.start(
+        fingerprint_pepper=SecretBytes(b"pepper-two"),
+        previous_fingerprint_peppers=(SecretBytes(b"pepper-one"),),
+        resync_interval=0.3,
+    )
+    await kube.wait_keyset(
+        "fb",
+        lambda o: (
+            o["status"].get("sourceFingerprint")
+            not in (None, after_first["status"]["sourceFingerprint"])
+        ),
+        "re-keyed again",
+    )
+    assert await graph.writes() == writes
+    assert len(await graph.keys("B2C_1A_Fb")) == 1

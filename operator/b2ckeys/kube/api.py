@@ -29,6 +29,11 @@ from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
 logger = logging.getLogger(__name__)
 
 
+# (connect, read) seconds: a call that never gets an answer must not hold one of the pool's
+# threads, and with it a key set's reconcile, forever.
+_REQUEST_TIMEOUT = (10.0, 30.0)
+
+
 class KubeError(Exception):
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"[{status} {reason}] {message}")
@@ -145,7 +150,11 @@ class KubeApi:
         )
         try:
             response = self._client.call_api(
-                method, url, header_params=header_params, body=serialized
+                method,
+                url,
+                header_params=header_params,
+                body=serialized,
+                _request_timeout=_REQUEST_TIMEOUT,
             )
             raw = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
@@ -205,6 +214,11 @@ class KubeApi:
             resource_version=meta.get("resourceVersion"),
         )
 
+    async def list_keysets(self) -> list[dict[str, Any]]:
+        """Every TrustFrameworkKeySet in the cluster (one call; used to confirm ownership)."""
+        found = await self._request("GET", f"/apis/{API_GROUP}/{API_VERSION}/{KEYSET_PLURAL}")
+        return list(found.get("items") or [])
+
     async def read_keyset(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await self._request("GET", _keyset_path(namespace, name))
@@ -214,14 +228,27 @@ class KubeApi:
     # --- writes ----------------------------------------------------------------------------
 
     async def patch_status(
-        self, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        resource_version: str | None = None,
     ) -> dict[str, Any] | None:
-        """Merge-patch the status subresource; None when the object is gone."""
+        """Merge-patch the status subresource; None when the object is gone.
+
+        With `resource_version`, the API server applies it only to that version (Conflict
+        otherwise): how a write intent is recorded, so two operator processes that read the
+        same status can never both go on to upload.
+        """
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
         try:
             return await self._request(
                 "PATCH",
                 _keyset_path(namespace, name, "status"),
-                {"status": dict(status)},
+                patch,
                 "application/merge-patch+json",
             )
         except NotFound:
