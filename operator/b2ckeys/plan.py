@@ -116,16 +116,20 @@ def decide(
     create = keys is None
     present = tuple(keys or ())
     if isinstance(desired, DesiredCertificate):
-        return _decide_certificate(desired, present, create)
+        return _decide_certificate(desired, present, status, create)
     if isinstance(desired, DesiredSecret):
         return _decide_secret(desired, present, status, now, create)
     return _decide_generated(desired, present, status, now, create)
 
 
 def _decide_certificate(
-    desired: DesiredCertificate, keys: Sequence[RemoteKey], create: bool
+    desired: DesiredCertificate, keys: Sequence[RemoteKey], status: StatusView, create: bool
 ) -> Decision:
     match = next((k for k in keys if k.x5t == desired.x5t), None)
+    if match is None and status.synced and status.source_fingerprint == desired.fingerprint:
+        # The same certificate this resource already uploaded, its key still in the set: should
+        # B2C ever report a thumbprint other than ours, that must not mean "upload it again".
+        match = next((k for k in keys if k.kid == status.synced.kid), None)
     if match:
         return Decision(adopt=match, adopt_fingerprint=desired.fingerprint)
     why = "key set missing in B2C" if create else "certificate not in the key set yet"

@@ -22,6 +22,11 @@ PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
 PUBLIC_GRAPH_BETA = "https://graph.microsoft.com/beta"
 
 
+# Intervals that pace a loop may be short (tests use tenths of a second) but never zero, which
+# would turn a resync or a backoff into a busy loop against B2C.
+_LOOP_FLOOR = 0.01
+
+
 class SettingsError(ValueError):
     """A setting is malformed; the message names the variable and what is expected."""
 
@@ -98,10 +103,16 @@ class Settings:
             watch_label_value=_label_value(
                 env.get("B2CKEYS_WATCH_LABEL", "b2ckeys.dev/watch=true")
             ),
-            resync_interval=_duration(env, "B2CKEYS_RESYNC_INTERVAL", 600.0),
-            activation_poll_interval=_duration(env, "B2CKEYS_ACTIVATION_POLL_INTERVAL", 60.0),
-            error_backoff_initial=_duration(env, "B2CKEYS_ERROR_BACKOFF_INITIAL", 1.0),
-            error_backoff_max=_duration(env, "B2CKEYS_ERROR_BACKOFF_MAX", 300.0),
+            resync_interval=_duration(env, "B2CKEYS_RESYNC_INTERVAL", 600.0, minimum=_LOOP_FLOOR),
+            activation_poll_interval=_duration(
+                env, "B2CKEYS_ACTIVATION_POLL_INTERVAL", 60.0, minimum=_LOOP_FLOOR
+            ),
+            error_backoff_initial=_duration(
+                env, "B2CKEYS_ERROR_BACKOFF_INITIAL", 1.0, minimum=_LOOP_FLOOR
+            ),
+            error_backoff_max=_duration(
+                env, "B2CKEYS_ERROR_BACKOFF_MAX", 300.0, minimum=_LOOP_FLOOR
+            ),
             max_concurrent_reconciles=_int(env, "B2CKEYS_MAX_CONCURRENT_RECONCILES", 8),
             outcome_unknown_delay=_duration(env, "B2CKEYS_OUTCOME_UNKNOWN_DELAY", 5.0),
             delete_timeout=_duration(env, "B2CKEYS_DELETE_TIMEOUT", 300.0),
@@ -134,7 +145,7 @@ def _label_value(selector: str) -> str:
     return selector.split("=", 1)[1]
 
 
-def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+def _duration(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -142,8 +153,8 @@ def _duration(env: Mapping[str, str], name: str, default: float) -> float:
         value = parse_duration(raw)
     except ValueError as e:
         raise SettingsError(f"{name}: {e}") from None
-    if value < 0:
-        raise SettingsError(f"{name}: must not be negative")
+    if value < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum:g}s, not {raw}")
     return value
 
 

@@ -603,6 +603,16 @@ class Reconciler(KeySetSyncer):
                 return ReconcileResult(Outcome(Reason.DELETING, "gone"), None)
             synced = await gathered.upload(graph, key_set_id, write)
             uploaded_at, fingerprint = now, write.fingerprint
+            if write.x5t and synced.x5t != write.x5t:
+                # Presence is judged by thumbprint; say so loudly if B2C reports another one.
+                # The synced key's kid and the source fingerprint still stop a second upload.
+                await self.kube.post_event(
+                    body,
+                    type_="Warning",
+                    reason="ThumbprintMismatch",
+                    message=f"B2C reports x5t {synced.x5t} for the certificate uploaded as "
+                    f"{write.x5t} (kid {synced.kid}); it is tracked by kid from now on",
+                )
             wrote.append(write.describe())
             dates = f", x5t {synced.x5t}" if synced.x5t else ""
             await self.kube.post_event(

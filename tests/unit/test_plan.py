@@ -190,3 +190,11 @@ def test_next_check_polls_activation_and_rotation() -> None:
     due = key("g", nbf=NOW - 100)
     gen = generated(rotation_every=200.0)
     assert next_check(gen, due, due, NOW, resync_interval=600, activation_poll_interval=30) == 100
+
+
+def test_certificate_already_uploaded_is_found_by_kid_if_b2c_reports_another_thumbprint() -> None:
+    odd = key("k1", x5t="b2c-says-otherwise")
+    status = StatusView(synced=SyncedKey(kid="k1", x5t="x5t-new"), source_fingerprint="s256-new")
+    decision = decide(CERT, [odd], status, NOW)
+    assert decision.write is None
+    assert decision.adopt == odd
