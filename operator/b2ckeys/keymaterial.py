@@ -591,7 +591,7 @@ def _private_key_from_pem(data: bytes, field: str) -> tuple[rsa.RSAPrivateKey, b
             "NoPrivateKey" if blocks else "Malformed",
             field,
             f"The Secret key {field!r} holds no PEM private key "
-            "(expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----).",
+            "(expected a PEM block labelled PRIVATE KEY or RSA PRIVATE KEY).",
         )
     if len(keys) > 1:
         _fail(

