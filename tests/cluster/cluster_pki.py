@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from b2ckeys.devpki import key_usage
+
 # The certificates only have to outlive one test session; a day absorbs clock skew and slow CI.
 CERT_LIFETIME = datetime.timedelta(days=1)
 # kube-apiserver checks serving certificates against these names when it calls itself.
@@ -99,18 +101,7 @@ class _CertificateAuthority:
             _builder(self.name, self.name, self.key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
+                key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True
             )
             .sign(self.key, hashes.SHA256())
         )

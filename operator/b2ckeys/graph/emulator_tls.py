@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from b2ckeys.devpki import key_usage
+
 CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca-key.pem"
 
@@ -146,31 +148,11 @@ def server_ssl_context(tls_dir: Path | str) -> ssl.SSLContext:
 
 
 def _ca_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True)
 
 
 def _server_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(digital_signature=True)
 
 
 def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
