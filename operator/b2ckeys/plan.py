@@ -356,10 +356,14 @@ def summarize(
             f"valid); policies using it fail until a valid key is added{suffix}",
         )
     if active.kid != synced.kid:
+        # Not Ready: what B2C signs with is not what the source says (a newer key added in the
+        # portal, or a source rolled back to an older certificate). Keys cannot be removed, so
+        # only a person can settle it.
         return Outcome(
-            Reason.SYNCED,
-            f"{described} is in B2C key set {key_set_id}, but B2C uses {active.kid}, a key added "
-            f"elsewhere with a later notBefore{suffix}",
+            Reason.DRIFTED,
+            f"{described} from the source is in B2C key set {key_set_id}, but B2C uses "
+            f"{active.kid}, a key with a later notBefore; disable that key in the B2C portal, or "
+            f"give the source a newer certificate or value{suffix}",
         )
     until = f" until {to_rfc3339(active.exp)}" if active.exp else ""
     return Outcome(Reason.SYNCED, f"B2C key set {key_set_id} uses {described}{until}{suffix}")

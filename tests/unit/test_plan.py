@@ -198,3 +198,12 @@ def test_certificate_already_uploaded_is_found_by_kid_if_b2c_reports_another_thu
     decision = decide(CERT, [odd], status, NOW)
     assert decision.write is None
     assert decision.adopt == odd
+
+
+def test_b2c_using_a_newer_key_than_the_source_is_drift_not_ready() -> None:
+    ours = key("ours", nbf=NOW - 2 * HOUR)
+    newer = key("newer", nbf=NOW - HOUR)
+    outcome = summarize("B2C_1A_X", ours, newer, NOW)
+    assert outcome.reason is Reason.DRIFTED
+    assert not outcome.ready
+    assert "newer" in outcome.message
