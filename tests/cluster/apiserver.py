@@ -162,14 +162,17 @@ class ServerProcess:
     name: str
     argv: list[str]
     log_path: Path
+    # None: inherit ours. Secrets travel here, never in argv (which `ps` shows everyone).
+    env: Mapping[str, str] | None = field(default=None, repr=False)
     popen: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
     def start(self) -> None:
         self._log = self.log_path.open("ab")
-        # The servers' argv holds file paths only, never key material.
+        # The argv holds file paths and flags only, never key material.
         self.popen = subprocess.Popen(
             self.argv,
+            env=dict(self.env) if self.env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -179,20 +182,22 @@ class ServerProcess:
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def stop(self, *, graceful: bool = True) -> None:
+    def stop(self, *, graceful: bool = True, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
+        """SIGTERM (or SIGKILL), then wait; the exit code (None if it never started)."""
         if self.popen is not None and self.popen.poll() is None:
             if graceful:
                 self.popen.terminate()
             else:
                 self.popen.kill()
             try:
-                self.popen.wait(timeout=STOP_TIMEOUT_SECONDS)
+                self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
         if self._log is not None:
             self._log.close()
             self._log = None
+        return self.popen.returncode if self.popen is not None else None
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:

@@ -14,19 +14,17 @@ import contextlib
 import datetime
 import os
 import re
-import signal
 import ssl
-import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-from apiserver import ROOT, KubeCluster, wait_until
+from apiserver import ROOT, KubeCluster, ServerProcess, wait_until
 from kubernetes import client as k8s
 
 from b2ckeys.graph.emulator import EmulatedApp, GraphEmulator, serve_graph_emulator
@@ -161,45 +159,14 @@ def operator_binary() -> Path:
 
 
 @dataclass
-class OperatorProcess:
+class OperatorProcess(ServerProcess):
     """`b2ckeys run` with its log in a file (stdout and stderr both)."""
 
-    argv: list[str]
-    env: Mapping[str, str] = field(repr=False)
-    log_path: Path
-    popen: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        self._log = self.log_path.open("ab")
-        # Our own entry point with fixed arguments; secrets travel in env, never in argv.
-        self.popen = subprocess.Popen(
-            self.argv,
-            env=dict(self.env),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self) -> int | None:
+    def stop(
+        self, *, graceful: bool = True, timeout: float = OPERATOR_STOP_TIMEOUT_SECONDS
+    ) -> int | None:
         """SIGTERM, as the kubelet stops a pod; the exit code (None if it never started)."""
-        if self.popen is None:
-            return None
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=OPERATOR_STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.popen.returncode
+        return super().stop(graceful=graceful, timeout=timeout)
 
     def log_text(self) -> str:
         try:
@@ -357,6 +324,7 @@ def running_operator(
 ) -> Iterator[RunningOperator]:
     kubeconfig = bind_operator_account(cluster)
     process = OperatorProcess(
+        name="b2ckeys run",
         argv=[str(operator_binary()), "run", "--all-namespaces"],
         env=operator_env(kubeconfig, graph),
         log_path=workdir / "operator.log",
