@@ -1,0 +1,129 @@
+"""Event routing, ownership and pacing in the controller, with a stand-in reconciler that
+records what it is asked (the controller's only collaborators are the storage layer's reads
+and the reconcile call)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from b2ckeys.conditions import Outcome, Reason
+from b2ckeys.controller import Controller
+from b2ckeys.model import ObjectKey
+from b2ckeys.settings import Settings
+from b2ckeys.sync import ReconcileResult
+
+
+def body(
+    name: str, *, created: str, uid: str, generation: int = 1, **status: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": name,
+            "uid": uid,
+            "generation": generation,
+            "creationTimestamp": created,
+        },
+        "spec": {"keySetId": "Shared", "source": {"generate": {"kty": "RSA"}}},
+        "status": status,
+    }
+
+
+@dataclass
+class StoredObjects:
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def read_keyset(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(name)
+
+    async def list_keysets(self) -> list[dict[str, Any]]:
+        return list(self.objects.values())
+
+
+@dataclass
+class RecordingReconciler:
+    kube: StoredObjects
+    result: ReconcileResult = field(
+        default_factory=lambda: ReconcileResult(Outcome(Reason.SYNCED, "ok"), 600.0)
+    )
+    calls: list[tuple[str, ObjectKey | None]] = field(default_factory=list)
+
+    async def reconcile(
+        self, body: Mapping[str, Any], *, owner: ObjectKey | None
+    ) -> ReconcileResult:
+        self.calls.append((body["metadata"]["name"], owner))
+        return self.result
+
+
+def controller(now: list[float]) -> tuple[Controller, RecordingReconciler]:
+    reconciler = RecordingReconciler(StoredObjects())
+    return Controller(reconciler, Settings(), monotonic=lambda: now[0]), reconciler  # type: ignore[arg-type]
+
+
+async def test_the_older_resource_owns_and_a_deleted_owner_hands_over() -> None:
+    now = [0.0]
+    ctl, rec = controller(now)
+    older = body("a", created="2026-01-01T00:00:00Z", uid="1", keySetId="B2C_1A_Shared")
+    newer = body("b", created="2026-01-02T00:00:00Z", uid="2")
+    rec.kube.objects = {"a": older, "b": newer}
+    ctl.observe_keyset(None, older)
+    ctl.observe_keyset(None, newer)
+    await ctl._work(ObjectKey("ns", "b"))
+    assert rec.calls[-1] == ("b", ObjectKey("ns", "a"))
+
+    del rec.kube.objects["a"]
+    ctl.observe_keyset("DELETED", older)
+    assert ctl.queue.scheduled_in(ObjectKey("ns", "b")) == 0.0  # the peer is woken at once
+    await ctl._work(ObjectKey("ns", "b"))
+    assert rec.calls[-1] == ("b", None)
+
+
+async def test_a_newcomer_confirms_ownership_with_a_list_before_its_first_write() -> None:
+    now = [0.0]
+    ctl, rec = controller(now)
+    older = body("a", created="2026-01-01T00:00:00Z", uid="1", keySetId="B2C_1A_Shared")
+    newer = body("b", created="2026-01-02T00:00:00Z", uid="2")
+    rec.kube.objects = {"a": older, "b": newer}
+    ctl.observe_keyset(None, newer)  # the older one has not been delivered by the watch yet
+    await ctl._work(ObjectKey("ns", "b"))
+    assert rec.calls[-1] == ("b", ObjectKey("ns", "a"))
+
+
+async def test_a_resource_gone_by_the_time_it_is_read_is_forgotten_not_revived() -> None:
+    now = [0.0]
+    ctl, rec = controller(now)
+    a = body("a", created="2026-01-01T00:00:00Z", uid="1")
+    ctl.observe_keyset(None, a)
+    assert await ctl._work(ObjectKey("ns", "a")) is None  # not in the store: deleted
+    assert ctl.owner_of(ObjectKey("ns", "a")) is None
+    assert rec.calls == []
+
+
+async def test_own_status_writes_do_not_requeue_but_spec_changes_do() -> None:
+    now = [0.0]
+    ctl, _ = controller(now)
+    key = ObjectKey("ns", "a")
+    a = body("a", created="2026-01-01T00:00:00Z", uid="1")
+    ctl.observe_keyset(None, a)
+    ctl.queue.forget(key)
+    ctl.observe_keyset("MODIFIED", body("a", created="2026-01-01T00:00:00Z", uid="1", keyCount=1))
+    assert ctl.queue.scheduled_in(key) is None
+    ctl.observe_keyset("MODIFIED", body("a", created="2026-01-01T00:00:00Z", uid="1", generation=2))
+    assert ctl.queue.scheduled_in(key) == 0.0
+
+
+async def test_retry_after_gates_the_key_set_whatever_arrives_meanwhile() -> None:
+    now = [100.0]
+    ctl, rec = controller(now)
+    a = body("a", created="2026-01-01T00:00:00Z", uid="1")
+    rec.kube.objects = {"a": a}
+    ctl.observe_keyset(None, a)
+    rec.result = ReconcileResult(
+        Outcome(Reason.THROTTLED, "wait"), None, failed=True, retry_after=30.0
+    )
+    assert await ctl._work(ObjectKey("ns", "a")) == 30.0
+    now[0] += 10.0
+    assert await ctl._work(ObjectKey("ns", "a")) == 20.0  # an event-driven run is turned back
+    assert len(rec.calls) == 1
