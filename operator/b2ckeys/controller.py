@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from b2ckeys.conditions import Reason
 from b2ckeys.kube.api import KubeError
 from b2ckeys.model import ObjectKey, SpecError, normalized_key_set_id, parse_spec
 from b2ckeys.settings import Settings
@@ -70,6 +71,8 @@ class Controller:
         self._routes: dict[ObjectKey, tuple[set[SourceKey], TargetKey | None]] = {}
         self._failures: dict[ObjectKey, int] = {}
         self._not_before: dict[ObjectKey, float] = {}  # Retry-After gates: no call before this
+        # Graph throttles per app and tenant: one 429 holds back every key set of the tenant.
+        self._tenant_not_before: dict[str, float] = {}
         self._deleted: set[str] = set()  # uids seen DELETED: a late GET must not revive them
         # One reconcile per B2C key set, not only per resource: during an ownership handover
         # the old and the new owner are different resources naming the same key set.
@@ -148,7 +151,12 @@ class Controller:
     # --- work ------------------------------------------------------------------------------
 
     async def _work(self, key: ObjectKey) -> float | None:
-        gate = self._not_before.get(key, 0.0) - self._monotonic()
+        _, known_target = self._routes.get(key, (set(), None))
+        tenant = known_target[0] if known_target is not None else DEFAULT_TENANT
+        gate = (
+            max(self._not_before.get(key, 0.0), self._tenant_not_before.get(tenant, 0.0))
+            - self._monotonic()
+        )
         if gate > 0:
             return gate  # Graph asked us to wait (Retry-After); events do not override that
         try:
@@ -182,6 +190,8 @@ class Controller:
         if result.retry_after is not None:
             # Graph said when: never earlier (events included), whatever the reason shown.
             self._not_before[key] = self._monotonic() + result.retry_after
+            if result.outcome.reason == Reason.THROTTLED:
+                self._tenant_not_before[tenant] = self._not_before[key]
             return max(backoff, result.retry_after)
         if result.requeue_after is not None:
             backoff = min(backoff, result.requeue_after)

@@ -127,3 +127,21 @@ async def test_retry_after_gates_the_key_set_whatever_arrives_meanwhile() -> Non
     now[0] += 10.0
     assert await ctl._work(ObjectKey("ns", "a")) == 20.0  # an event-driven run is turned back
     assert len(rec.calls) == 1
+
+
+async def test_a_429_on_one_key_set_holds_back_the_whole_tenant() -> None:
+    now = [100.0]
+    ctl, rec = controller(now)
+    a = body("a", created="2026-01-01T00:00:00Z", uid="1")
+    b = body("b", created="2026-01-01T00:00:00Z", uid="2")
+    b["spec"]["keySetId"] = "Other"
+    rec.kube.objects = {"a": a, "b": b}
+    ctl.observe_keyset(None, a)
+    ctl.observe_keyset(None, b)
+    rec.result = ReconcileResult(
+        Outcome(Reason.THROTTLED, "wait"), None, failed=True, retry_after=30.0
+    )
+    await ctl._work(ObjectKey("ns", "a"))
+    now[0] += 5.0
+    assert await ctl._work(ObjectKey("ns", "b")) == 25.0
+    assert [name for name, _ in rec.calls] == ["a"]
