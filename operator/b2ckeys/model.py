@@ -50,10 +50,6 @@ class SourceRef:
     # A namespace named in the reference (only the resource's own namespace is allowed).
     namespace: str | None = None
 
-    @property
-    def is_certificate(self) -> bool:
-        return self.kind in ("tlsSecret", "pkcs12Secret", "certificate")
-
     def referenced_objects(self) -> list[tuple[str, str]]:
         """(kind, name) of every object this source reads."""
         refs: list[tuple[str, str]] = []
@@ -289,8 +285,6 @@ class StatusView:
     synced: SyncedKey | None = None
     source_fingerprint: str | None = None
     pending: PendingWrite | None = None
-    observed_generation: int | None = None
-    ready_reason: str | None = None
 
 
 def parse_status(status: Mapping[str, Any] | None) -> StatusView:
@@ -319,15 +313,9 @@ def parse_status(status: Mapping[str, Any] | None) -> StatusView:
             exp=raw.get("exp"),
             started_at=from_rfc3339(raw.get("startedAt")),
         )
-    ready_reason = None
-    for cond in status.get("conditions") or []:
-        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
-            ready_reason = cond.get("reason")
     return StatusView(
         key_set_id=status.get("keySetId"),
         synced=synced,
         source_fingerprint=status.get("sourceFingerprint"),
         pending=pending,
-        observed_generation=status.get("observedGeneration"),
-        ready_reason=ready_reason,
     )

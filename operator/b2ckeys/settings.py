@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from b2ckeys.graph.client import GraphConnection
 from b2ckeys.secret import SecretBytes, SecretStr
@@ -81,7 +81,6 @@ class Settings:
     finalizer: str = FINALIZER
     # The kubeconfig for the storage layer; None means the in-cluster service account.
     kubeconfig: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def fingerprint_peppers(self) -> list[bytes]:
         """The current pepper first, then the previous ones, then none at all (as before any

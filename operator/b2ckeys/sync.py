@@ -712,7 +712,7 @@ class Reconciler(KeySetSyncer):
             except KeySetNotFound:
                 pass
             except GraphError as error:
-                started = _parse_time(meta.get("deletionTimestamp")) or now
+                started = from_rfc3339(meta.get("deletionTimestamp")) or now
                 if now - started < self.settings.delete_timeout:
                     outcome, delay = _outcome_for_graph_error(error, key_set_id)
                     deleting = Outcome(
@@ -776,7 +776,3 @@ class Reconciler(KeySetSyncer):
         return ReconcileResult(
             outcome, requeue_after, failed=failed, wrote=wrote or [], retry_after=retry_after
         )
-
-
-def _parse_time(text: Any) -> int | None:
-    return from_rfc3339(text) if isinstance(text, str) else None

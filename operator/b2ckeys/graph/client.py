@@ -7,7 +7,7 @@ Only the operations the operator uses are listed. The Graph SDK's own types stop
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from b2ckeys.secret import SecretStr
@@ -168,11 +168,3 @@ class KeySetClient(Protocol):
     async def set_key_status(self, key_set_id: str, kid: str, *, enabled: bool) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class KeySetState:
-    """A convenience for callers that read a set and its active key together."""
-
-    key_set: RemoteKeySet
-    active: RemoteKey | None = field(default=None)
