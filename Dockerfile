@@ -30,9 +30,9 @@ COPY requirements.lock ./
 RUN /opt/b2ckeys/bin/pip install --require-hashes --only-binary=:all: --no-compile \
         -r requirements.lock
 COPY pyproject.toml README.md ./
-COPY crds/ crds/
-COPY deploy/examples/ deploy/examples/
-COPY operator/ operator/
+# Only the operator's package: b2ckeys_emulators (the fake Graph, token issuer and API server that
+# tests and `make demo` use) never enters the image, so setuptools finds nothing else to install.
+COPY operator/b2ckeys/ operator/b2ckeys/
 COPY scripts/prune_to_runtime.py scripts/compile_imported.py scripts/
 # --no-deps: the lock already installed them, hash-checked. --no-build-isolation: build with the
 # lock's setuptools instead of fetching an unpinned one.

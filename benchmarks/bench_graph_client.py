@@ -21,7 +21,7 @@ from pathlib import Path
 
 # The emulator's CA must be trusted before aiohttp (azure-identity's transport) is imported:
 # aiohttp builds its verified SSL context at import time.
-from b2ckeys.graph.emulator_tls import ensure_ca
+from b2ckeys_emulators.graph.tls import ensure_ca
 
 TENANT_ID = "bench.onmicrosoft.com"
 CLIENT_ID = "00000000-0000-0000-0000-00000000b3c4"
@@ -66,9 +66,9 @@ async def measure(tls_dir: Path, iterations: int) -> None:
     from azure.identity.aio import ClientSecretCredential
 
     from b2ckeys.graph.client import GraphConnection
-    from b2ckeys.graph.emulator import EmulatedApp, EmulatorRules, serve_graph_emulator
     from b2ckeys.graph.msgraph import MsGraphKeySetClient
     from b2ckeys.secret import SecretStr
+    from b2ckeys_emulators.graph.server import EmulatedApp, EmulatorRules, serve_graph_emulator
 
     app = EmulatedApp(client_id=CLIENT_ID, secret=CLIENT_SECRET, roles=(READ_WRITE_ROLE,))
     async with serve_graph_emulator(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from b2ckeys.graph.emulator import EmulatedApp, serve_graph_emulator
+from b2ckeys_emulators.graph.server import EmulatedApp, serve_graph_emulator
 
 CLIENT_ID = "bench-app"
 CLIENT_SECRET = "bench-secret"  # noqa: S105 - an emulator-only credential

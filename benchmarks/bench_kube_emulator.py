@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from b2ckeys.kube.emulator import RunningKubeEmulator, serve_kube_emulator
+from b2ckeys_emulators.kube.server import RunningKubeEmulator, serve_kube_emulator
 
 # Enough iterations for a stable p90 on a shared 2-core machine in a few seconds.
 DEFAULT_ITERATIONS = 300

@@ -1,7 +1,7 @@
 """What the running operator costs and how fast it reacts, end to end over loopback.
 
 Starts the real processes a person would (`b2ckeys graph-emulator`, `b2ckeys kube-emulator`,
-`b2ckeys run`), plays cert-manager with `b2ckeys.devpki`, and measures:
+`b2ckeys run`), plays cert-manager with `b2ckeys_emulators.devpki`, and measures:
 - cold start: `b2ckeys run` process start to its first key set Ready (and SIGTERM to exit);
 - cert-manager renewal: a labelled TLS Secret patched with a new certificate and key, until the
   key set's `status.syncedKey.x5t` is the new certificate's thumbprint (idle, and under load);
@@ -41,8 +41,8 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 
-from b2ckeys.devpki import DevCA, Issued, rsa_key
-from b2ckeys.processes import StartFailed, b2ckeys_executable, listening, stop
+from b2ckeys_emulators.devpki import DevCA, Issued, rsa_key
+from b2ckeys_emulators.processes import StartFailed, b2ckeys_executable, listening, stop
 
 TENANT = "b2ckeys-bench.onmicrosoft.com"
 CLIENT_ID = "0b2c0000-0000-4000-8000-00000000be9c"

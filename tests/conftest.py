@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from b2ckeys.graph.emulator_tls import ensure_ca
+from b2ckeys_emulators.graph.tls import ensure_ca
 
 _EMULATOR_CA_DIR = Path(tempfile.mkdtemp(prefix="b2ckeys-test-ca-"))
 atexit.register(shutil.rmtree, _EMULATOR_CA_DIR, ignore_errors=True)

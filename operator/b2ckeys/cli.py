@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 # subcommand -> (module, function taking argv and returning an exit code, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("b2ckeys.main", "main", "run the operator"),
-    "demo": ("b2ckeys.demo", "main", "run both emulators, the operator and the examples"),
-    "graph-emulator": ("b2ckeys.graph.emulator_cli", "main", "serve the B2C key set emulator"),
-    "kube-emulator": ("b2ckeys.kube.emulator_cli", "main", "serve an embedded Kubernetes API"),
+    "demo": ("b2ckeys_emulators.demo", "main", "run both emulators, the operator and the examples"),
+    "graph-emulator": ("b2ckeys_emulators.graph.cli", "main", "serve the B2C key set emulator"),
+    "kube-emulator": ("b2ckeys_emulators.kube.cli", "main", "serve an embedded Kubernetes API"),
 }
 
 
@@ -31,9 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"b2ckeys: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _ = SUBCOMMANDS[name]
-    entry: Callable[[Sequence[str]], int] = getattr(
-        importlib.import_module(module_name), function_name
-    )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not module_name.startswith(error.name.split(".")[0]):
+            raise
+        # The operator image ships the operator only; the emulators come with a source install.
+        print(
+            f"b2ckeys: `{name}` needs the emulators, which this installation lacks "
+            "(pip install 'b2ckeys[emulators]' from a source checkout)",
+            file=sys.stderr,
+        )
+        return 2
+    entry: Callable[[Sequence[str]], int] = getattr(module, function_name)
     return entry(rest)
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from b2ckeys.devpki import key_usage
+from b2ckeys_emulators.devpki import key_usage
 
 # The certificates only have to outlive one test session; a day absorbs clock skew and slow CI.
 CERT_LIFETIME = datetime.timedelta(days=1)

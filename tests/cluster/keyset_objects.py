@@ -1,6 +1,6 @@
 """What a user applies (key sets and their source objects) and how a test reads results back.
 
-Key material is made at test time with `cryptography` (b2ckeys.devpki) and exists only in
+Key material is made at test time with `cryptography` (b2ckeys_emulators.devpki) and exists only in
 memory and in the throwaway cluster.
 """
 
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from kubernetes import client as k8s
 
-from b2ckeys.devpki import DevCA, Issued
+from b2ckeys_emulators.devpki import DevCA, Issued
 
 GROUP, VERSION, PLURAL, KIND = (
     "b2ckeys.dev",

@@ -27,7 +27,7 @@ import httpx
 from apiserver import ROOT, KubeCluster, ServerProcess, wait_until
 from kubernetes import client as k8s
 
-from b2ckeys.graph.emulator import EmulatedApp, GraphEmulator, serve_graph_emulator
+from b2ckeys_emulators.graph.server import EmulatedApp, GraphEmulator, serve_graph_emulator
 
 T = TypeVar("T")
 

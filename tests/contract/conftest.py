@@ -19,7 +19,7 @@ from graph_emulator_support import (
     graph_emulator_http,
 )
 
-from b2ckeys.graph.emulator import EmulatorRules, GraphEmulator, serve_graph_emulator
+from b2ckeys_emulators.graph.server import EmulatorRules, GraphEmulator, serve_graph_emulator
 
 GraphEmulatorFactory = Callable[..., AbstractAsyncContextManager[GraphEmulator]]
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from b2ckeys.graph.emulator import (
+from b2ckeys_emulators.graph.server import (
     EmulatedApp,
     GraphEmulator,
 )

@@ -14,7 +14,7 @@ import aiohttp
 import kubernetes
 import yaml
 
-from b2ckeys.kube.emulator import RunningKubeEmulator, serve_kube_emulator
+from b2ckeys_emulators.kube.server import RunningKubeEmulator, serve_kube_emulator
 
 P = ParamSpec("P")
 T = TypeVar("T")

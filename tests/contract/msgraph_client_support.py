@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from graph_emulator_support import GraphEmulatorMaterial
 
 from b2ckeys.graph.client import GraphConnection
-from b2ckeys.graph.emulator import EmulatedApp, GraphEmulator, RequestRecord
-from b2ckeys.graph.emulator_identity import FEDERATED_AUDIENCE
 from b2ckeys.graph.msgraph import MsGraphKeySetClient
 from b2ckeys.secret import SecretStr
+from b2ckeys_emulators.graph.identity import FEDERATED_AUDIENCE
+from b2ckeys_emulators.graph.server import EmulatedApp, GraphEmulator, RequestRecord
 
 
 def connection(emulator: GraphEmulator, app: EmulatedApp, **overrides: Any) -> GraphConnection:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from b2ckeys.graph.emulator import DEFAULT_TENANT_ID
+from b2ckeys_emulators.graph.server import DEFAULT_TENANT_ID
 
 B2CKEYS = Path(sys.executable).parent / "b2ckeys"
 FIRST_LINE = re.compile(r"^b2ckeys graph-emulator listening on (https://127\.0\.0\.1:\d+)\n$")

@@ -15,7 +15,7 @@ from graph_emulator_support import (
     graph_emulator_http,
 )
 
-from b2ckeys.graph.emulator import EmulatorRules, Fault, GraphEmulator
+from b2ckeys_emulators.graph.server import EmulatorRules, Fault, GraphEmulator
 
 KEY_SETS = "/trustFramework/keySets"
 JSON = {"Content-Type": "application/json"}

@@ -32,7 +32,7 @@ from graph_emulator_support import (
     sign_jwt,
 )
 
-from b2ckeys.graph.emulator import EmulatorRules, GraphEmulator
+from b2ckeys_emulators.graph.server import EmulatorRules, GraphEmulator
 
 
 async def graph_status(emu: GraphEmulator, token: str | None) -> httpx.Response:

@@ -23,7 +23,7 @@ from graph_emulator_support import (
     triple_des,
 )
 
-from b2ckeys.graph.emulator import EmulatorRules, GraphEmulator
+from b2ckeys_emulators.graph.server import EmulatorRules, GraphEmulator
 
 KEY_SETS = "/trustFramework/keySets"
 WRITE_ONLY = ("k", "d", "p", "q", "dp", "dq", "qi")

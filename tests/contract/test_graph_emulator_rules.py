@@ -27,7 +27,7 @@ from graph_emulator_support import (
     triple_des,
 )
 
-from b2ckeys.graph.emulator import EmulatorRules
+from b2ckeys_emulators.graph.server import EmulatorRules
 
 Body = dict[str, Any] | Callable[[GraphEmulatorMaterial], dict[str, Any]] | str | bytes | None
 KS = "B2C_1A_rules"

@@ -13,8 +13,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from b2ckeys.graph.emulator import serve_graph_emulator
-from b2ckeys.graph.emulator_tls import ensure_ca, issue_server_certificate
+from b2ckeys_emulators.graph.server import serve_graph_emulator
+from b2ckeys_emulators.graph.tls import ensure_ca, issue_server_certificate
 
 
 def test_ensure_ca_creates_once_and_reuses(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_server_certificate_names_loopback_and_chains_to_the_ca(tmp_path: Path) 
 def test_emulator_tls_imports_no_http_stack() -> None:
     # The session CA is made before aiohttp is imported; this module must not import it.
     code = (
-        "import sys, b2ckeys.graph.emulator_tls; "
+        "import sys, b2ckeys_emulators.graph.tls; "
         "bad = [m for m in ('aiohttp', 'httpx', 'azure') if m in sys.modules]; "
         "sys.exit(', '.join(bad) or None)"
     )

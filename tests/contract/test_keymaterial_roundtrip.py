@@ -22,7 +22,6 @@ from graph_emulator_support import (
     make_certificate,
 )
 
-from b2ckeys.graph.emulator import EmulatorRules, GraphEmulator
 from b2ckeys.keymaterial import (
     CertificateWithKey,
     load_certificate,
@@ -32,6 +31,7 @@ from b2ckeys.keymaterial import (
     to_pkcs12,
 )
 from b2ckeys.secret import SecretStr
+from b2ckeys_emulators.graph.server import EmulatorRules, GraphEmulator
 
 KEY_SETS = "/trustFramework/keySets"
 KEYSTORE_PASSWORD = "keystore-password-from-cert-manager"

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from b2ckeys.kube.api import Conflict, KubeApi
-from b2ckeys.kube.emulator import serve_kube_emulator
+from b2ckeys_emulators.kube.server import serve_kube_emulator
 
 KEYSETS = "/apis/b2ckeys.dev/v1alpha1/namespaces/ns/trustframeworkkeysets"
 

@@ -31,7 +31,7 @@ from kube_emulator_support import (
 from kubernetes import client as k8s
 from kubernetes.client import ApiException
 
-from b2ckeys.kube.emulator import KubeEmulator, RunningKubeEmulator, serve_kube_emulator
+from b2ckeys_emulators.kube.server import KubeEmulator, RunningKubeEmulator, serve_kube_emulator
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 GROUP, VERSION, PLURAL = WIDGET_API

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from b2ckeys.kube.emulator_cli import main
+from b2ckeys_emulators.kube.cli import main
 
 # Process start (imports, bundled resource list) takes about 0.5 s; this is the ceiling.
 START_SECONDS = 15.0

@@ -28,7 +28,7 @@ from kube_emulator_support import (
 )
 from kubernetes import client as k8s
 
-from b2ckeys.kube.emulator import RunningKubeEmulator
+from b2ckeys_emulators.kube.server import RunningKubeEmulator
 
 GROUP, VERSION, PLURAL = WIDGET_API
 MANAGED = "b2ckeys.dev/managed"

@@ -27,7 +27,7 @@ from kube_emulator_support import (
 from kubernetes import client as k8s
 from kubernetes import watch
 
-from b2ckeys.kube.emulator import KubeEmulator, RunningKubeEmulator, serve_kube_emulator
+from b2ckeys_emulators.kube.server import KubeEmulator, RunningKubeEmulator, serve_kube_emulator
 
 SECRETS = "/api/v1/namespaces/default/secrets"
 

@@ -42,9 +42,9 @@ from b2ckeys.graph.client import (
     NoActiveKey,
     Unauthorized,
 )
-from b2ckeys.graph.emulator import EmulatorRules, GraphEmulator
 from b2ckeys.graph.msgraph import REQUIRED_PERMISSION, MsGraphKeySetClient, warm_up_models
 from b2ckeys.secret import SecretStr
+from b2ckeys_emulators.graph.server import EmulatorRules, GraphEmulator
 
 HOUR = 3600
 # Short enough that a test can outlive a token, long enough that a fresh token (whose expiry the

@@ -32,9 +32,9 @@ from b2ckeys.graph.client import (
     Throttled,
     TransientError,
 )
-from b2ckeys.graph.emulator import Fault, GraphEmulator
 from b2ckeys.graph.msgraph import MsGraphKeySetClient, warm_up_models
 from b2ckeys.secret import SecretStr
+from b2ckeys_emulators.graph.server import Fault, GraphEmulator
 
 KEY_SET = "B2C_1A_Faults"
 # Far above max_retry_after_in_sdk (5 s) and below kiota's own 180 s limit: only our cap stops

@@ -25,8 +25,8 @@ from harness import (
     clients,
 )
 
-from b2ckeys.graph.emulator import EmulatedApp, serve_graph_emulator
-from b2ckeys.kube.emulator import serve_kube_emulator
+from b2ckeys_emulators.graph.server import EmulatedApp, serve_graph_emulator
+from b2ckeys_emulators.kube.server import serve_kube_emulator
 
 
 @pytest.fixture(scope="session")

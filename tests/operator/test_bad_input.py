@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from harness import Graph, Kube, keyset, ready, secret
 
-from b2ckeys.devpki import DevCA, rsa_key
+from b2ckeys_emulators.devpki import DevCA, rsa_key
 
 
 def _ec_tls() -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from harness import Graph, Kube, LogCapture, OperatorControl, keyset, secret
 
-from b2ckeys.devpki import DevCA, rsa_key
+from b2ckeys_emulators.devpki import DevCA, rsa_key
 
 CANARY = "canary-b2ckeys-7c1e5f"
 

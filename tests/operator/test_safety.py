@@ -7,7 +7,7 @@ import itertools
 
 from harness import Graph, Kube, OperatorControl, keyset, ready, secret, wait_for
 
-from b2ckeys.devpki import DevCA, rsa_key
+from b2ckeys_emulators.devpki import DevCA, rsa_key
 
 
 async def _synced_tls(kube: Kube, name: str = "tok", key_set: str = "Tok") -> dict[str, object]:

@@ -8,7 +8,7 @@ import hashlib
 from cryptography.hazmat.primitives.serialization import Encoding
 from harness import Graph, Kube, keyset, ready, secret, wait_for
 
-from b2ckeys.devpki import DevCA, rsa_key
+from b2ckeys_emulators.devpki import DevCA, rsa_key
 
 
 def x5t(der: bytes) -> str:

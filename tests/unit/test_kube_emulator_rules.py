@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from b2ckeys.kube.emulator_patching import (
+from b2ckeys_emulators.kube.patching import (
     PatchError,
     PatchMalformed,
     PatchTestFailed,
@@ -17,15 +17,15 @@ from b2ckeys.kube.emulator_patching import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
-from b2ckeys.kube.emulator_paths import ApiPath, parse_api_path, request_verb
-from b2ckeys.kube.emulator_schema import prune_and_default
-from b2ckeys.kube.emulator_selectors import (
+from b2ckeys_emulators.kube.paths import ApiPath, parse_api_path, request_verb
+from b2ckeys_emulators.kube.schema import prune_and_default
+from b2ckeys_emulators.kube.selectors import (
     SelectorError,
     parse_field_selector,
     parse_label_selector,
     supported_fields,
 )
-from b2ckeys.kube.emulator_tables import human_duration, jsonpath
+from b2ckeys_emulators.kube.tables import human_duration, jsonpath
 
 LABELS = {"app": "web", "tier": "front", "rank": "3"}
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from b2ckeys.kube.emulator_resources import STATUS_VERBS, ResourceSpec
+from b2ckeys_emulators.kube.resources import STATUS_VERBS, ResourceSpec
 
 # What `/version` reports: a release kubectl 1.31-1.33 and the kubernetes client 37 accept.
 SERVER_VERSION = {

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from b2ckeys.graph.emulator_rules import EmulatorRules
 from b2ckeys.secret import SecretBytes
+from b2ckeys_emulators.graph.rules import EmulatorRules
 
 KeyOrigin = Literal["generated", "secret", "certificate", "pkcs12", "jwk"]
 

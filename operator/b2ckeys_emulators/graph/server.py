@@ -1,8 +1,8 @@
 """An emulator of Microsoft Graph beta `/trustFramework/keySets` and the Entra token endpoint.
 
 A real HTTPS server on loopback that follows `graph-keysets-spec.md`: the B2C rules live in
-`emulator_state` (switches in `emulator_rules`), key material in `emulator_keys`, identity in
-`emulator_identity`, path parsing in `emulator_paths`, TLS in `emulator_tls`. This module is the
+`state` (switches in `rules`), key material in `keys`, identity in
+`identity`, path parsing in `paths`, TLS in `tls`. This module is the
 aiohttp layer: the Graph error shape, request ids, the request log, fault injection and the
 `/_emulator/` control routes.
 
@@ -41,18 +41,23 @@ from typing import Any
 
 from aiohttp import web
 
-from b2ckeys.graph.emulator_identity import (
+from b2ckeys_emulators.graph.identity import (
     EmulatedApp,
     EntraError,
     GraphAuthError,
     IdentityService,
     check_roles,
 )
-from b2ckeys.graph.emulator_keys import B2CRefusal, StoredKey
-from b2ckeys.graph.emulator_paths import GraphTarget, Operation, parse_graph_path, resolve_operation
-from b2ckeys.graph.emulator_rules import EmulatorRules
-from b2ckeys.graph.emulator_state import EmulatorState, Fault, KeySet, RequestRecord
-from b2ckeys.graph.emulator_tls import ensure_ca, server_ssl_context
+from b2ckeys_emulators.graph.keys import B2CRefusal, StoredKey
+from b2ckeys_emulators.graph.paths import (
+    GraphTarget,
+    Operation,
+    parse_graph_path,
+    resolve_operation,
+)
+from b2ckeys_emulators.graph.rules import EmulatorRules
+from b2ckeys_emulators.graph.state import EmulatorState, Fault, KeySet, RequestRecord
+from b2ckeys_emulators.graph.tls import ensure_ca, server_ssl_context
 
 __all__ = [
     "DEFAULT_TENANT_ID",

@@ -18,13 +18,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from b2ckeys.graph.emulator import (
+from b2ckeys_emulators.graph.identity import READ_ROLE, WRITE_ROLE
+from b2ckeys_emulators.graph.server import (
     DEFAULT_TENANT_ID,
     EmulatedApp,
     EmulatorRules,
     serve_graph_emulator,
 )
-from b2ckeys.graph.emulator_identity import READ_ROLE, WRITE_ROLE
 
 DEFAULT_CLIENT_ID = "b2ce0000-0000-4000-8000-0000000c11e7"
 _KNOWN_ROLES = (READ_ROLE, WRITE_ROLE)

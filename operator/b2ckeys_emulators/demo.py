@@ -25,9 +25,9 @@ from typing import Any, TextIO
 import httpx
 import yaml
 
-from b2ckeys.devpki import DevCA, rsa_key
-from b2ckeys.processes import StartFailed, b2ckeys_executable, listening, running
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
+from b2ckeys_emulators.devpki import DevCA, rsa_key
+from b2ckeys_emulators.processes import StartFailed, b2ckeys_executable, listening, running
 
 DEMO_TENANT = "b2ckeys-demo.onmicrosoft.com"
 DEMO_CLIENT = "11111111-2222-3333-4444-555555555555"
@@ -104,7 +104,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) 
 
 
 def _load_examples(names: Sequence[str]) -> list[dict[str, Any]]:
-    folder = resources.files("b2ckeys") / "examples"
+    folder = resources.files("b2ckeys_emulators") / "examples"
     docs: list[dict[str, Any]] = []
     for name in names:
         docs.extend(d for d in yaml.safe_load_all((folder / name).read_text()) if d)

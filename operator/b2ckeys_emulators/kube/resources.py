@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import kmock
 
-from b2ckeys.kube.emulator_crds import CRD_GROUP, CustomResource
-from b2ckeys.kube.emulator_selectors import supported_fields
+from b2ckeys_emulators.kube.crds import CRD_GROUP, CustomResource
+from b2ckeys_emulators.kube.selectors import supported_fields
 
 ALL_VERBS = frozenset(
     {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}

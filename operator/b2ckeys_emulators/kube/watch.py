@@ -20,10 +20,10 @@ from typing import Any
 
 import kmock
 
-from b2ckeys.kube import emulator_errors as errors
-from b2ckeys.kube.emulator_resources import ResourceSpec
-from b2ckeys.kube.emulator_selectors import FieldSelector, LabelSelector
-from b2ckeys.kube.emulator_store import Change, ObjectStore
+from b2ckeys_emulators.kube import errors as errors
+from b2ckeys_emulators.kube.resources import ResourceSpec
+from b2ckeys_emulators.kube.selectors import FieldSelector, LabelSelector
+from b2ckeys_emulators.kube.store import Change, ObjectStore
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 

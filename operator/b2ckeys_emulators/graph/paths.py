@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from b2ckeys.graph.emulator_keys import B2CRefusal
-from b2ckeys.graph.emulator_rules import EmulatorRules
+from b2ckeys_emulators.graph.keys import B2CRefusal
+from b2ckeys_emulators.graph.rules import EmulatorRules
 
 _ODATA_KEY = re.compile(r"^keySets\('((?:[^']|'')*)'\)$", re.IGNORECASE)
 _ACTIONS = frozenset(

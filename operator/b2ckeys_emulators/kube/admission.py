@@ -15,16 +15,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from b2ckeys.kube import emulator_errors as errors
-from b2ckeys.kube.emulator_crds import (
+from b2ckeys_emulators.kube import errors as errors
+from b2ckeys_emulators.kube.crds import (
     CRD_CLEANUP_FINALIZER,
     InvalidCrd,
     crd_status,
     served_resources,
 )
-from b2ckeys.kube.emulator_resources import CRDS, NAMESPACES, SECRETS, ResourceSpec
-from b2ckeys.kube.emulator_schema import prune_and_default
-from b2ckeys.kube.emulator_selectors import is_label_key, is_label_value
+from b2ckeys_emulators.kube.resources import CRDS, NAMESPACES, SECRETS, ResourceSpec
+from b2ckeys_emulators.kube.schema import prune_and_default
+from b2ckeys_emulators.kube.selectors import is_label_key, is_label_value
 
 # Fields only the server writes; whatever a client sends for them is ignored.
 SYSTEM_METADATA = (

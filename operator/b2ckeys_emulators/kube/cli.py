@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from b2ckeys.kube.emulator import serve_kube_emulator
+from b2ckeys_emulators.kube.server import serve_kube_emulator
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -214,7 +214,7 @@ def _path_texts(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
 
 def _project_crd_texts() -> list[tuple[str, str]]:
     # `b2ckeys/crds` is a symlink to the top-level `crds/` in a checkout, package data in a wheel.
-    folder: Traversable = importlib.resources.files("b2ckeys") / "crds"
+    folder: Traversable = importlib.resources.files("b2ckeys_emulators") / "crds"
     if not folder.is_dir():
         return []
     files = sorted((entry for entry in folder.iterdir() if _is_yaml(entry.name)), key=str)

@@ -9,7 +9,7 @@ that Kopf, the kubernetes client and kubectl all talk to it as to a cluster::
         assert kube.emulator.read("v1/secrets", "default", "tls")["type"] == "kubernetes.io/tls"
 
 `KubeEmulator` is kmock's `KubernetesEmulator` with the API server's semantics that Kopf and the
-kubernetes client rely on (see `emulator_store`, `emulator_watch`, `emulator_admission`): stamped
+kubernetes client rely on (see `store`, `watch`, `admission`): stamped
 metadata, optimistic concurrency, the status subresource, three patch formats and PUT,
 finalizers, label and field selectors, resumable watches, CRDs served as they are applied. kmock's
 request log, `objects` inspector and reaction DSL stay available: a test reaction
@@ -42,12 +42,12 @@ import kmock
 import yaml
 from kmock._internal.rendering import StreamingError
 
-from b2ckeys.kube import emulator_discovery as discovery
-from b2ckeys.kube import emulator_errors as errors
-from b2ckeys.kube import emulator_tables as tables
-from b2ckeys.kube.emulator_crds import load_crd_documents
-from b2ckeys.kube.emulator_kubeconfig import write_kubeconfig
-from b2ckeys.kube.emulator_patching import (
+from b2ckeys_emulators.kube import discovery as discovery
+from b2ckeys_emulators.kube import errors as errors
+from b2ckeys_emulators.kube import tables as tables
+from b2ckeys_emulators.kube.crds import load_crd_documents
+from b2ckeys_emulators.kube.kubeconfig import write_kubeconfig
+from b2ckeys_emulators.kube.patching import (
     PatchError,
     PatchMalformed,
     PatchTestFailed,
@@ -55,15 +55,20 @@ from b2ckeys.kube.emulator_patching import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
-from b2ckeys.kube.emulator_paths import parse_api_path, request_verb
-from b2ckeys.kube.emulator_resources import CRDS, STATUS_VERBS, ResourceSpec, load_builtin_resources
-from b2ckeys.kube.emulator_selectors import (
+from b2ckeys_emulators.kube.paths import parse_api_path, request_verb
+from b2ckeys_emulators.kube.resources import (
+    CRDS,
+    STATUS_VERBS,
+    ResourceSpec,
+    load_builtin_resources,
+)
+from b2ckeys_emulators.kube.selectors import (
     SelectorError,
     parse_field_selector,
     parse_label_selector,
 )
-from b2ckeys.kube.emulator_store import Clock, ObjectStore, utc_now
-from b2ckeys.kube.emulator_watch import ObjectFilter, WatchHub, WatchRequest, present
+from b2ckeys_emulators.kube.store import Clock, ObjectStore, utc_now
+from b2ckeys_emulators.kube.watch import ObjectFilter, WatchHub, WatchRequest, present
 
 __all__ = ["KubeEmulator", "RecordedRequest", "RunningKubeEmulator", "serve_kube_emulator"]
 

@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import kmock
 
-from b2ckeys.kube import emulator_errors as errors
-from b2ckeys.kube.emulator_admission import NAMESPACE_FINALIZER, admit_create, admit_update
-from b2ckeys.kube.emulator_crds import CRD_CLEANUP_FINALIZER, CustomResource, served_resources
-from b2ckeys.kube.emulator_resources import (
+from b2ckeys_emulators.kube import errors as errors
+from b2ckeys_emulators.kube.admission import NAMESPACE_FINALIZER, admit_create, admit_update
+from b2ckeys_emulators.kube.crds import CRD_CLEANUP_FINALIZER, CustomResource, served_resources
+from b2ckeys_emulators.kube.resources import (
     CRDS,
     NAMESPACES,
     ResourceSpec,

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from b2ckeys.graph import emulator_keys as keys
-from b2ckeys.graph.emulator_keys import B2CRefusal, StoredKey, bad_request, missing_parameter
-from b2ckeys.graph.emulator_rules import EmulatorRules
 from b2ckeys.secret import SecretBytes
+from b2ckeys_emulators.graph import keys as keys
+from b2ckeys_emulators.graph.keys import B2CRefusal, StoredKey, bad_request, missing_parameter
+from b2ckeys_emulators.graph.rules import EmulatorRules
 
 logger = logging.getLogger(__name__)
 

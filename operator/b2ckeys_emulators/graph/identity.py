@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from b2ckeys.graph.emulator_rules import EmulatorRules
-from b2ckeys.graph.emulator_state import EmulatorClock
+from b2ckeys_emulators.graph.rules import EmulatorRules
+from b2ckeys_emulators.graph.state import EmulatorClock
 
 READ_ROLE = "TrustFrameworkKeySet.Read.All"
 WRITE_ROLE = "TrustFrameworkKeySet.ReadWrite.All"

@@ -1,0 +1,1 @@
+"""The B2C key set and Entra token emulator: an HTTPS server following graph-keysets-spec.md."""

@@ -1,0 +1,1 @@
+"""The Kubernetes API emulator: kmock's KubernetesEmulator with the semantics Kopf relies on."""
