@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from b2ckeys.model import to_rfc3339
+from b2ckeys.formats import to_rfc3339
 
 
 class Reason(StrEnum):

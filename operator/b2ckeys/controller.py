@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from b2ckeys.conditions import Reason
 from b2ckeys.kube.api import KubeError
-from b2ckeys.model import ObjectKey, SpecError, normalized_key_set_id, parse_spec
+from b2ckeys.model import KeySetResource, ObjectKey, normalized_key_set_id
+from b2ckeys.reconcile import Reconciler
 from b2ckeys.settings import Settings
-from b2ckeys.sync import Reconciler
 from b2ckeys.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
@@ -29,29 +29,55 @@ TargetKey = tuple[str, str]  # (tenant, normalized key set id)
 DEFAULT_TENANT = ""
 
 
-def _key(body: Mapping[str, Any]) -> ObjectKey:
-    meta = body.get("metadata") or {}
-    return ObjectKey(str(meta.get("namespace")), str(meta.get("name")))
-
-
-def _routing(body: Mapping[str, Any]) -> tuple[set[SourceKey], TargetKey | None]:
+def _routing(resource: KeySetResource) -> tuple[set[SourceKey], TargetKey | None]:
     """Which objects a key set reads and which B2C key set it writes (None if unparseable)."""
-    namespace = str((body.get("metadata") or {}).get("namespace"))
-    try:
-        spec = parse_spec(body.get("spec") or {})
-    except SpecError:
+    spec = resource.spec
+    if spec is None:
         return set(), None
-    sources = {(namespace, kind, name) for kind, name in spec.source.referenced_objects()}
+    namespace = resource.ref.namespace
+    sources: set[SourceKey] = {
+        (namespace, ref.kind, ref.name) for ref in spec.source.referenced_objects()
+    }
     tenant = f"{spec.tenant_ref.kind}/{spec.tenant_ref.name}" if spec.tenant_ref else DEFAULT_TENANT
     return sources, (tenant, normalized_key_set_id(spec.key_set_id))
 
 
-def _age(body: Mapping[str, Any]) -> tuple[str, int, str]:
+def _age(resource: KeySetResource) -> tuple[str, int, str]:
     """Older first. creationTimestamp has one-second resolution, so within a second the one that
     already manages the key set (its status names it) stays the owner; then the uid decides."""
-    meta = body.get("metadata") or {}
-    claimed = 0 if (body.get("status") or {}).get("keySetId") else 1
-    return (str(meta.get("creationTimestamp") or ""), claimed, str(meta.get("uid") or ""))
+    claimed = 0 if resource.status.key_set_id else 1
+    return (resource.created, claimed, resource.ref.uid)
+
+
+def _wants_reconcile(previous: KeySetResource | None, current: KeySetResource) -> bool:
+    """Only what a person or controller changed: not our own status writes, which must not cut
+    a backoff or a Retry-After short."""
+    return (
+        previous is None
+        or current.generation != previous.generation
+        or (current.deleting_since is not None and previous.deleting_since is None)
+        or current.ref.uid != previous.ref.uid
+        or current.force_sync != previous.force_sync
+    )
+
+
+class _RecentlyDeleted:
+    """Uids seen DELETED, so that a GET racing the deletion cannot revive the resource. Such a
+    race lasts a request, so the newest few thousand are plenty; older ones are forgotten."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._uids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, uid: str) -> None:
+        self._uids[uid] = None
+        self._uids.move_to_end(uid)
+        while len(self._uids) > self.LIMIT:
+            self._uids.popitem(last=False)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._uids
 
 
 class Controller:
@@ -65,7 +91,7 @@ class Controller:
         self._reconciler = reconciler
         self._settings = settings
         self._monotonic = monotonic
-        self._bodies: dict[ObjectKey, Mapping[str, Any]] = {}
+        self._resources: dict[ObjectKey, KeySetResource] = {}
         self._by_source: dict[SourceKey, set[ObjectKey]] = defaultdict(set)
         self._by_target: dict[TargetKey, set[ObjectKey]] = defaultdict(set)
         self._routes: dict[ObjectKey, tuple[set[SourceKey], TargetKey | None]] = {}
@@ -73,10 +99,11 @@ class Controller:
         self._not_before: dict[ObjectKey, float] = {}  # Retry-After gates: no call before this
         # Graph throttles per app and tenant: one 429 holds back every key set of the tenant.
         self._tenant_not_before: dict[str, float] = {}
-        self._deleted: set[str] = set()  # uids seen DELETED: a late GET must not revive them
+        self._deleted = _RecentlyDeleted()
         # One reconcile per B2C key set, not only per resource: during an ownership handover
-        # the old and the new owner are different resources naming the same key set.
-        self._target_locks: dict[TargetKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # the old and the new owner are different resources naming the same key set. A lock
+        # lives while some resource names its key set (or a reconcile holds it).
+        self._target_locks: dict[TargetKey, asyncio.Lock] = {}
         self.queue: WorkQueue[ObjectKey] = WorkQueue(
             self._work, concurrency=settings.max_concurrent_reconciles, clock=monotonic
         )
@@ -84,29 +111,21 @@ class Controller:
     # --- events ----------------------------------------------------------------------------
 
     def observe_keyset(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        key = _key(body)
-        meta = body.get("metadata") or {}
+        resource = KeySetResource.from_body(body)
+        key = resource.key
         if event_type == "DELETED":
-            self._deleted.add(str(meta.get("uid")))
+            self._deleted.add(resource.ref.uid)
             self._forget(key)
             return
-        previous = self._bodies.get(key)
-        self._bodies[key] = body
-        self._route(key, body)
-        before = (previous or {}).get("metadata") or {}
-        # Only what a person or controller changed: not our own status writes, which must not
-        # cut a backoff or a Retry-After short.
-        if (
-            previous is None
-            or meta.get("generation") != before.get("generation")
-            or (meta.get("deletionTimestamp") and not before.get("deletionTimestamp"))
-            or meta.get("uid") != before.get("uid")
-        ):
+        previous = self._resources.get(key)
+        self._resources[key] = resource
+        self._route(key, resource)
+        if _wants_reconcile(previous, resource):
             self.queue.add(key)
 
     def _forget(self, key: ObjectKey) -> None:
         peers = self._unroute(key)
-        self._bodies.pop(key, None)
+        self._resources.pop(key, None)
         self._failures.pop(key, None)
         self._not_before.pop(key, None)
         self.queue.forget(key)
@@ -117,9 +136,9 @@ class Controller:
         for key in sorted(self._by_source.get((namespace, kind, name), ()), key=str):
             self.queue.add(key)
 
-    def _route(self, key: ObjectKey, body: Mapping[str, Any]) -> None:
+    def _route(self, key: ObjectKey, resource: KeySetResource) -> None:
         self._unroute(key)
-        sources, target = _routing(body)
+        sources, target = _routing(resource)
         self._routes[key] = (sources, target)
         for source in sources:
             self._by_source[source].add(key)
@@ -138,6 +157,9 @@ class Controller:
             peers = set(self._by_target[target])
             if not peers:
                 del self._by_target[target]
+                lock = self._target_locks.get(target)
+                if lock is not None and not lock.locked():
+                    del self._target_locks[target]
         return peers
 
     def owner_of(self, key: ObjectKey) -> ObjectKey | None:
@@ -145,8 +167,8 @@ class Controller:
         _, target = self._routes.get(key, (set(), None))
         if target is None:
             return None
-        members = [k for k in self._by_target.get(target, ()) if k in self._bodies]
-        return min(members, key=lambda k: (_age(self._bodies[k]), str(k)), default=None)
+        members = [k for k in self._by_target.get(target, ()) if k in self._resources]
+        return min(members, key=lambda k: (_age(self._resources[k]), str(k)), default=None)
 
     # --- work ------------------------------------------------------------------------------
 
@@ -160,19 +182,23 @@ class Controller:
         if gate > 0:
             return gate  # Graph asked us to wait (Retry-After); events do not override that
         try:
-            body = await self._reconciler.kube.read_keyset(key.namespace, key.name)
-            if body is None or str((body.get("metadata") or {}).get("uid")) in self._deleted:
-                if key in self._bodies and body is None:
+            resource = await self._reconciler.kube.read_keyset(key.namespace, key.name)
+            if resource is None or resource.ref.uid in self._deleted:
+                if key in self._resources and resource is None:
                     self._forget(key)
                 return None
-            self._bodies[key] = body
-            self._route(key, body)
+            self._resources[key] = resource
+            self._route(key, resource)
             _, target = self._routes[key]
-            lock = self._target_locks[target] if target is not None else asyncio.Lock()
+            lock = (
+                self._target_locks.setdefault(target, asyncio.Lock())
+                if target is not None
+                else asyncio.Lock()
+            )
             async with lock:
-                owner = await self._confirmed_owner(key, body, target)
+                owner = await self._confirmed_owner(key, resource, target)
                 result = await self._reconciler.reconcile(
-                    body, owner=owner if owner != key else None
+                    resource, owner=owner if owner != key else None
                 )
         except KubeError as error:
             # The API server restarting or refusing one write is a failed reconcile like any
@@ -198,13 +224,13 @@ class Controller:
         return backoff
 
     async def _confirmed_owner(
-        self, key: ObjectKey, body: Mapping[str, Any], target: TargetKey | None
+        self, key: ObjectKey, resource: KeySetResource, target: TargetKey | None
     ) -> ObjectKey | None:
         """The owner of the key set. A resource that has not written to it yet confirms with a
         LIST that no older one exists: right after a restart the watch may not have delivered
         the older resource yet, and another operator shard never delivers it."""
         owner = self.owner_of(key)
-        if owner != key or target is None or (body.get("status") or {}).get("keySetId"):
+        if owner != key or target is None or resource.status.key_set_id:
             return owner
         try:
             everyone = await self._reconciler.kube.list_keysets()
@@ -214,13 +240,12 @@ class Controller:
             # A namespaced deployment may not list cluster-wide; what it watches is all it has.
             return owner
         for other in everyone:
-            other_key = _key(other)
-            if other_key == key or _routing(other)[1] != target:
+            if other.key == key or _routing(other)[1] != target:
                 continue
-            if str((other.get("metadata") or {}).get("uid")) in self._deleted:
+            if other.ref.uid in self._deleted:
                 continue
-            if (_age(other), str(other_key)) < (_age(body), str(key)):
-                return other_key
+            if (_age(other), str(other.key)) < (_age(resource), str(key)):
+                return other.key
         return key
 
     def _backoff(self, key: ObjectKey) -> float:

@@ -39,21 +39,18 @@ def _runtime(memo: kopf.Memo) -> Runtime:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    app_settings: Settings = memo.get("settings") or Settings.from_env()
+    app_settings: Settings = memo["settings"]  # read once by main, from the environment
     # Only labelled Secrets and ConfigMaps are streamed to the operator (server-side filter).
     settings.watching.label_selectors["v1", "secrets"] = app_settings.watch_selector
     settings.watching.label_selectors["v1", "configmaps"] = app_settings.watch_selector
-    # Kopf's own finalizer and progress never touch our resources (no change handlers), but
-    # keep them in status / under a distinct name so a future handler could not write
-    # annotations, nor release the finalizer the controller manages (Kopf removes its own
-    # finalizer from any deleted object it has no deletion handler for).
+    # A name of Kopf's own, distinct from the controller's: Kopf removes its finalizer from any
+    # deleted object it has no deletion handler for, and must never release ours. (With event
+    # handlers only, Kopf keeps no progress or diff-base on our resources.)
     settings.persistence.finalizer = "kopf.b2ckeys.dev/framework"
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
     settings.networking.error_backoffs = _KeepTrying()
     # Our handlers only route events; Kopf's per-handler Events would be noise.
     settings.posting.level = logging.WARNING
-    memo["runtime"] = await build_runtime(app_settings, memo)
+    memo["runtime"] = await build_runtime(app_settings)
 
 
 @kopf.on.cleanup()
@@ -66,7 +63,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     # The same resolution as the storage layer's, from the same setting: Kopf and our writes
     # always talk to one server as one identity.
-    settings: Settings = memo.get("settings") or Settings.from_env()
+    settings: Settings = memo["settings"]
     conn = resolve_connection(settings.kubeconfig)
     return kopf.ConnectionInfo(
         server=conn.server,

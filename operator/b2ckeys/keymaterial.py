@@ -20,7 +20,6 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import partial
 from typing import Literal, NoReturn, TypeVar
 
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from b2ckeys import keymaterial_der
+from b2ckeys.formats import b64url, to_rfc3339
 from b2ckeys.keymaterial_fingerprint import fingerprint_matches, secret_fingerprint
 from b2ckeys.secret import SecretStr
 
@@ -212,13 +212,19 @@ class Pkcs12Upload:
 # --- entry points ------------------------------------------------------------------------------
 
 
-def require_field(data: Mapping[str, bytes], field: str) -> bytes:
-    """The value of `field` in a Secret's decoded data; refuses a missing or blank one."""
+def require_field(data: Mapping[str, bytes], field: str, *, allow_empty: bool = False) -> bytes:
+    """The value of `field` in a Secret's (or ConfigMap's) decoded data; refuses a missing one,
+    and a blank one unless `allow_empty` (a PKCS#12 password may be empty)."""
     value = data.get(field)
     if value is None:
-        _fail("Missing", field, f"The Secret has no key {field!r}; add it or point at another key.")
-    if not value or value.isspace():
-        _fail("Empty", field, f"The Secret key {field!r} is empty; put the key material in it.")
+        present = ", ".join(sorted(data)) or "none"
+        _fail(
+            "Missing",
+            field,
+            f"There is no key {field!r} (keys present: {present}); add it or point at another key.",
+        )
+    if not allow_empty and (not value or value.isspace()):
+        _fail("Empty", field, f"The key {field!r} is empty; put the key material in it.")
     return value
 
 
@@ -756,8 +762,8 @@ def _read_certificate(der: bytes) -> _Cert:
         key_usage = None
     info = CertificateInfo(
         der_b64=base64.b64encode(canonical).decode("ascii"),
-        x5t=_b64url(hashlib.sha1(canonical, usedforsecurity=False).digest()),
-        x5t_s256=_b64url(hashlib.sha256(canonical).digest()),
+        x5t=b64url(hashlib.sha1(canonical, usedforsecurity=False).digest()),
+        x5t_s256=b64url(hashlib.sha256(canonical).digest()),
         not_before=int(cert.not_valid_before_utc.timestamp()),
         not_after=int(cert.not_valid_after_utc.timestamp()),
         subject=cert.subject.rfc4514_string(),
@@ -774,10 +780,6 @@ def _public_key_bits(key: CertificatePublicKeyTypes) -> int:
     if isinstance(key, ed448.Ed448PublicKey | x448.X448PublicKey):
         return 456
     return 256  # Ed25519 and X25519
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 # --- deciding ----------------------------------------------------------------------------------
@@ -882,14 +884,15 @@ def _check_leaf(leaf: _Cert, field: str, *, use: Use, now: int, allow_not_yet_va
         _fail(
             "Expired",
             field,
-            f"The certificate in {field!r} expired at {_iso(info.not_after)}; renew it.",
+            f"The certificate in {field!r} expired at {to_rfc3339(info.not_after)}; renew it.",
         )
     if now < info.not_before and not allow_not_yet_valid:
         _fail(
             "NotYetValid",
             field,
-            f"The certificate in {field!r} is not valid before {_iso(info.not_before)}; wait, "
-            "or allow not-yet-valid certificates to stage a rotation.",
+            f"The certificate in {field!r} is not valid before "
+            f"{to_rfc3339(info.not_before)}; wait, or allow not-yet-valid certificates to "
+            "stage a rotation.",
         )
     usage = leaf.key_usage
     if usage is None:
@@ -907,7 +910,3 @@ def _key_usage_mismatch(field: str, use: Use, needed: str) -> NoReturn:
         f"The certificate in {field!r} has a key usage without {needed}, which use={use} "
         f"needs; issue it with {needed} or change the key set's use.",
     )
-
-
-def _iso(numeric_date: int) -> str:
-    return datetime.fromtimestamp(numeric_date, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,12 +11,11 @@ Format: ``v1$scrypt$<N>$<r>$<p>$<salt, base64url>$<digest, base64url>``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import secrets
 
+from b2ckeys.formats import b64url, b64url_decode
 from b2ckeys.secret import SecretStr
 
 _VERSION = "v1"
@@ -44,7 +43,15 @@ def secret_fingerprint(secret: SecretStr, *, salt: bytes | None = None, pepper: 
     if len(salt) not in _SALT_RANGE:
         raise ValueError(f"a fingerprint salt must be {_SALT_RANGE.start}-64 bytes")
     digest = _digest(secret, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, pepper)
-    fields = (_VERSION, _KDF, str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(digest))
+    fields = (
+        _VERSION,
+        _KDF,
+        str(SCRYPT_N),
+        str(SCRYPT_R),
+        str(SCRYPT_P),
+        b64url(salt),
+        b64url(digest),
+    )
     return "$".join(fields)
 
 
@@ -82,23 +89,10 @@ def _parse(fingerprint: str) -> tuple[int, int, int, bytes, bytes] | None:
     is_power_of_two = n > 1 and n & (n - 1) == 0
     if not (is_power_of_two and n <= _MAX_N and 1 <= r <= _MAX_R and 1 <= p <= _MAX_P):
         return None
-    salt = _unb64(parts[5])
-    digest = _unb64(parts[6])
+    salt = b64url_decode(parts[5])
+    digest = b64url_decode(parts[6])
     if salt is None or digest is None or len(salt) not in _SALT_RANGE:
         return None
     if len(digest) != hashlib.sha256().digest_size:
         return None
     return n, r, p, salt, digest
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes | None:
-    if not text or not text.isascii():
-        return None
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None

@@ -1,4 +1,6 @@
-"""Typed views of a TrustFrameworkKeySet spec and status (mirrors crds/trustframeworkkeysets.yaml).
+"""Typed views of a TrustFrameworkKeySet: its spec, and the resource parsed once from the API.
+
+Mirrors crds/trustframeworkkeysets.yaml; the status lives in `b2ckeys.status`.
 
 The CRD's schema and CEL rules reject most bad specs at admission; these parsers still check
 everything they rely on, because the emulated API and older CRD versions do not enforce it.
@@ -8,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from b2ckeys.settings import parse_duration
+from b2ckeys.formats import from_rfc3339
+from b2ckeys.settings import FORCE_SYNC_ANNOTATION, parse_duration
+from b2ckeys.status import StatusView, parse_status
 
 SourceKind = Literal["tlsSecret", "pkcs12Secret", "certificate", "secret", "generate"]
 SOURCE_KINDS: tuple[SourceKind, ...] = (
@@ -38,29 +41,98 @@ class ObjectKey:
 
 
 @dataclass(frozen=True)
-class SourceRef:
-    kind: SourceKind
-    # The Secret or ConfigMap holding the material (None for `generate`).
-    object_kind: Literal["Secret", "ConfigMap"] | None = None
-    object_name: str | None = None
-    key: str | None = None
-    password_key: str | None = None
-    password_secret_name: str | None = None
-    kty: Literal["RSA", "oct"] = "RSA"
-    # A namespace named in the reference (only the resource's own namespace is allowed).
-    namespace: str | None = None
+class ObjectRef:
+    """A Secret or ConfigMap a source reads, always in the key set's own namespace."""
 
-    def referenced_objects(self) -> list[tuple[str, str]]:
-        """(kind, name) of every object this source reads."""
-        refs: list[tuple[str, str]] = []
-        if self.object_kind and self.object_name:
-            refs.append((self.object_kind, self.object_name))
-        if self.password_secret_name and self.password_secret_name != self.object_name:
-            refs.append(("Secret", self.password_secret_name))
-        return refs
+    kind: Literal["Secret", "ConfigMap"]
+    name: str
+
+
+@dataclass(frozen=True)
+class TlsSecretSource:
+    """A `kubernetes.io/tls` Secret (cert-manager's): uploaded as PKCS#12 with its chain."""
+
+    name: str
+    kind: ClassVar[SourceKind] = "tlsSecret"
+
+    def referenced_objects(self) -> tuple[ObjectRef, ...]:
+        return (ObjectRef("Secret", self.name),)
 
     def describe(self) -> str:
-        return f"{self.kind}/{self.object_name}" if self.object_name else f"{self.kind}/{self.kty}"
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Pkcs12SecretSource:
+    name: str
+    key: str = "keystore.p12"
+    password_key: str = "password"  # noqa: S105 (the name of a key, not a password)
+    # The password may live in a Secret of its own (same namespace).
+    password_secret_name: str | None = None
+    kind: ClassVar[SourceKind] = "pkcs12Secret"
+
+    @property
+    def password_object(self) -> str:
+        return self.password_secret_name or self.name
+
+    def referenced_objects(self) -> tuple[ObjectRef, ...]:
+        refs = [ObjectRef("Secret", self.name)]
+        if self.password_object != self.name:
+            refs.append(ObjectRef("Secret", self.password_object))
+        return tuple(refs)
+
+    def describe(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class CertificateSource:
+    """A public certificate (PEM or DER) in a Secret or a ConfigMap: uploadCertificate."""
+
+    object_kind: Literal["Secret", "ConfigMap"]
+    name: str
+    key: str = "tls.crt"
+    kind: ClassVar[SourceKind] = "certificate"
+
+    def referenced_objects(self) -> tuple[ObjectRef, ...]:
+        return (ObjectRef(self.object_kind, self.name),)
+
+    def describe(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class StringSecretSource:
+    """A string secret (an OAuth client secret): uploadSecret."""
+
+    name: str
+    key: str
+    kind: ClassVar[SourceKind] = "secret"
+
+    def referenced_objects(self) -> tuple[ObjectRef, ...]:
+        return (ObjectRef("Secret", self.name),)
+
+    def describe(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class GenerateSource:
+    """B2C generates the key itself: generateKey."""
+
+    kty: Literal["RSA", "oct"] = "RSA"
+    kind: ClassVar[SourceKind] = "generate"
+
+    def referenced_objects(self) -> tuple[ObjectRef, ...]:
+        return ()
+
+    def describe(self) -> str:
+        return f"{self.kind}/{self.kty}"
+
+
+SourceRef = (
+    TlsSecretSource | Pkcs12SecretSource | CertificateSource | StringSecretSource | GenerateSource
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +145,9 @@ class TenantRef:
 class KeySetSpec:
     key_set_id: str
     source: SourceRef
+    # A namespace named inside spec.source (older CRD versions, or an API server that does not
+    # prune): refused, since key material is read only from the resource's own namespace.
+    source_namespace: str | None = None
     use: Literal["sig", "enc"] = "sig"
     tenant_ref: TenantRef | None = None
     not_before_delay: float = 0.0
@@ -100,14 +175,19 @@ def normalized_key_set_id(key_set_id: str) -> str:
     return (KEYSET_PREFIX + bare).lower()
 
 
-def _str(obj: Mapping[str, Any], name: str, where: str, *, required: bool = True) -> str | None:
+def _optional(obj: Mapping[str, Any], name: str, where: str) -> str | None:
     value = obj.get(name)
     if value is None or value == "":
-        if required:
-            raise SpecError(f"{where}.{name} is required")
         return None
     if not isinstance(value, str):
         raise SpecError(f"{where}.{name} must be a string")
+    return value
+
+
+def _required(obj: Mapping[str, Any], name: str, where: str) -> str:
+    value = _optional(obj, name, where)
+    if value is None:
+        raise SpecError(f"{where}.{name} is required")
     return value
 
 
@@ -121,7 +201,8 @@ def _duration(obj: Mapping[str, Any], name: str, where: str) -> float | None:
         raise SpecError(f"{where}.{name}: {e}") from None
 
 
-def parse_source(source: Mapping[str, Any]) -> SourceRef:
+def parse_source(source: Mapping[str, Any]) -> tuple[SourceRef, str | None]:
+    """The source and any namespace it names (the caller refuses a foreign one)."""
     present = [k for k in SOURCE_KINDS if source.get(k) is not None]
     if len(present) != 1:
         raise SpecError(
@@ -134,59 +215,57 @@ def parse_source(source: Mapping[str, Any]) -> SourceRef:
     if not isinstance(body, Mapping):
         raise SpecError(f"spec.source.{kind} must be an object")
     where = f"spec.source.{kind}"
-    ns = _str(body, "namespace", where, required=False)
-    if kind == "tlsSecret":
-        return SourceRef(kind, "Secret", _str(body, "name", where), namespace=ns)
-    if kind == "pkcs12Secret":
-        return SourceRef(
-            kind,
-            "Secret",
-            _str(body, "name", where),
-            key=_str(body, "key", where, required=False) or "keystore.p12",
-            password_key=_str(body, "passwordKey", where, required=False) or "password",
-            password_secret_name=_str(body, "passwordSecretName", where, required=False),
-            namespace=ns,
-        )
-    if kind == "certificate":
-        secret_name = _str(body, "secretName", where, required=False)
-        config_map_name = _str(body, "configMapName", where, required=False)
-        if bool(secret_name) == bool(config_map_name):
+    namespace = _optional(body, "namespace", where)
+    return _parse_source_body(kind, body, where), namespace
+
+
+def _parse_source_body(kind: SourceKind, body: Mapping[str, Any], where: str) -> SourceRef:
+    match kind:
+        case "tlsSecret":
+            return TlsSecretSource(_required(body, "name", where))
+        case "pkcs12Secret":
+            return Pkcs12SecretSource(
+                _required(body, "name", where),
+                key=_optional(body, "key", where) or "keystore.p12",
+                password_key=_optional(body, "passwordKey", where) or "password",
+                password_secret_name=_optional(body, "passwordSecretName", where),
+            )
+        case "certificate":
+            secret_name = _optional(body, "secretName", where)
+            config_map_name = _optional(body, "configMapName", where)
+            key = _optional(body, "key", where) or "tls.crt"
+            if secret_name and not config_map_name:
+                return CertificateSource("Secret", secret_name, key)
+            if config_map_name and not secret_name:
+                return CertificateSource("ConfigMap", config_map_name, key)
             raise SpecError(f"{where} needs exactly one of secretName or configMapName")
-        return SourceRef(
-            kind,
-            "Secret" if secret_name else "ConfigMap",
-            secret_name or config_map_name,
-            key=_str(body, "key", where, required=False) or "tls.crt",
-            namespace=ns,
-        )
-    if kind == "secret":
-        return SourceRef(
-            kind, "Secret", _str(body, "name", where), key=_str(body, "key", where), namespace=ns
-        )
-    kty = body.get("kty", "RSA")
-    if kty not in ("RSA", "oct"):
-        raise SpecError(f"{where}.kty must be RSA or oct, not {kty!r}")
-    return SourceRef(kind, kty=kty)
+        case "secret":
+            return StringSecretSource(_required(body, "name", where), _required(body, "key", where))
+        case "generate":
+            kty = body.get("kty", "RSA")
+            if kty not in ("RSA", "oct"):
+                raise SpecError(f"{where}.kty must be RSA or oct, not {kty!r}")
+            return GenerateSource(kty)
 
 
 def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
-    key_set_id = _str(spec, "keySetId", "spec")
-    assert key_set_id is not None
+    key_set_id = _required(spec, "keySetId", "spec")
     if key_set_id.lower().endswith(".bak"):
         raise SpecError("spec.keySetId must not end in .bak (B2C reserves it for deleted key sets)")
     source_body = spec.get("source")
     if not isinstance(source_body, Mapping):
         raise SpecError("spec.source is required")
-    source = parse_source(source_body)
+    source, source_namespace = parse_source(source_body)
     use = spec.get("use", "sig")
     if use not in ("sig", "enc"):
         raise SpecError(f"spec.use must be sig or enc, not {use!r}")
     tenant_ref = None
     if isinstance(spec.get("tenantRef"), Mapping):
         ref = spec["tenantRef"]
-        name = _str(ref, "name", "spec.tenantRef")
-        assert name is not None
-        tenant_ref = TenantRef(kind=str(ref.get("kind", "ClusterB2CTenant")), name=name)
+        tenant_ref = TenantRef(
+            kind=str(ref.get("kind", "ClusterB2CTenant")),
+            name=_required(ref, "name", "spec.tenantRef"),
+        )
     validity = spec.get("validity") or {}
     rotation = spec.get("rotation") or {}
     if (validity or rotation) and source.kind not in ("secret", "generate"):
@@ -211,6 +290,7 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
     return KeySetSpec(
         key_set_id=key_set_id,
         source=source,
+        source_namespace=source_namespace,
         use=use,
         tenant_ref=tenant_ref,
         not_before_delay=_duration(validity, "notBeforeDelay", "spec.validity") or 0.0,
@@ -222,100 +302,66 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
     )
 
 
-# --- status -------------------------------------------------------------------------------------
-
-
-def to_rfc3339(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def from_rfc3339(text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        return None
+# --- the resource -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class SyncedKey:
-    """The key this resource last put into B2C (from status.syncedKey)."""
+class ResourceRef:
+    """Enough of a TrustFrameworkKeySet to write to it and to name it in an Event."""
 
-    kid: str
-    kty: str | None = None
-    use: str | None = None
-    x5t: str | None = None
-    nbf: int | None = None
-    exp: int | None = None
-    uploaded_at: int | None = None
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str | None
 
-
-@dataclass(frozen=True)
-class PendingWrite:
-    """An intent recorded in status before a write (status.pendingWrite), for crash safety."""
-
-    action: str
-    key_set_id: str
-    fingerprint: str | None = None
-    x5t: str | None = None
-    nbf: int | None = None
-    exp: int | None = None
-    started_at: int | None = None
-
-    def to_status(self) -> dict[str, Any]:
-        # Every member, absent ones as null: status is merge-patched, and a member left over from
-        # an earlier intent (an old exp) would make this one unrecognisable after a crash.
-        return {
-            "action": self.action,
-            "keySetId": self.key_set_id,
-            "fingerprint": self.fingerprint,
-            "x5t": self.x5t,
-            "nbf": self.nbf,
-            "exp": self.exp,
-            "startedAt": to_rfc3339(self.started_at),
-        }
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.namespace, self.name)
 
 
 @dataclass(frozen=True)
-class StatusView:
-    key_set_id: str | None = None
-    synced: SyncedKey | None = None
-    source_fingerprint: str | None = None
-    pending: PendingWrite | None = None
+class KeySetResource:
+    """A TrustFrameworkKeySet as the operator reads it, parsed once from the API's body."""
 
+    ref: ResourceRef
+    generation: int | None
+    created: str  # creationTimestamp as served (RFC 3339, one-second resolution)
+    deleting_since: int | None  # deletionTimestamp
+    finalizers: tuple[str, ...]
+    # The value of the sync-now annotation (Argo CD's action, `kubectl b2ckeys sync`): a new
+    # value asks for a reconcile at once. The operator reads it and never writes it.
+    force_sync: str | None
+    spec: KeySetSpec | None  # None when the spec cannot be acted on; spec_error says why
+    spec_error: str | None
+    status: StatusView
 
-def parse_status(status: Mapping[str, Any] | None) -> StatusView:
-    status = status or {}
-    synced = None
-    raw = status.get("syncedKey")
-    if isinstance(raw, Mapping) and raw.get("kid"):
-        synced = SyncedKey(
-            kid=str(raw["kid"]),
-            kty=raw.get("kty"),
-            use=raw.get("use"),
-            x5t=raw.get("x5t"),
-            nbf=from_rfc3339(raw.get("notBefore")),
-            exp=from_rfc3339(raw.get("expires")),
-            uploaded_at=from_rfc3339(raw.get("uploadedAt")),
+    @property
+    def key(self) -> ObjectKey:
+        return self.ref.key
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> KeySetResource:
+        meta = body.get("metadata") or {}
+        spec: KeySetSpec | None = None
+        error: str | None = None
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except SpecError as e:
+            error = str(e)
+        generation = meta.get("generation")
+        return cls(
+            ref=ResourceRef(
+                namespace=str(meta.get("namespace") or ""),
+                name=str(meta.get("name") or ""),
+                uid=str(meta.get("uid") or ""),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            generation=generation if isinstance(generation, int) else None,
+            created=str(meta.get("creationTimestamp") or ""),
+            deleting_since=from_rfc3339(meta.get("deletionTimestamp")),
+            finalizers=tuple(str(f) for f in meta.get("finalizers") or ()),
+            force_sync=(meta.get("annotations") or {}).get(FORCE_SYNC_ANNOTATION),
+            spec=spec,
+            spec_error=error,
+            status=parse_status(body.get("status")),
         )
-    pending = None
-    raw = status.get("pendingWrite")
-    if isinstance(raw, Mapping) and raw.get("action"):
-        pending = PendingWrite(
-            action=str(raw["action"]),
-            key_set_id=str(raw.get("keySetId", "")),
-            fingerprint=raw.get("fingerprint"),
-            x5t=raw.get("x5t"),
-            nbf=raw.get("nbf"),
-            exp=raw.get("exp"),
-            started_at=from_rfc3339(raw.get("startedAt")),
-        )
-    return StatusView(
-        key_set_id=status.get("keySetId"),
-        synced=synced,
-        source_fingerprint=status.get("sourceFingerprint"),
-        pending=pending,
-    )

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from b2ckeys.conditions import Outcome, Reason
+from b2ckeys.formats import to_rfc3339
 from b2ckeys.graph.client import RemoteKey
-from b2ckeys.model import PendingWrite, StatusView, to_rfc3339
+from b2ckeys.status import PendingWrite, StatusView
 
 Action = Literal["uploadPkcs12", "uploadCertificate", "uploadSecret", "generateKey"]
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from b2ckeys.controller import Controller
 from b2ckeys.graph.client import KeySetClient
 from b2ckeys.kube.api import KubeApi
+from b2ckeys.reconcile import Reconciler
 from b2ckeys.settings import Settings
-from b2ckeys.sync import Reconciler
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ class Runtime:
         self.kube.close()
 
 
-async def build_runtime(settings: Settings, memo: Mapping[str, Any] | None = None) -> Runtime:
+async def build_runtime(settings: Settings) -> Runtime:
     kube = KubeApi.connect(settings.kubeconfig, threads=settings.max_concurrent_reconciles)
     graph: KeySetClient | None = None
     if settings.graph is not None:

@@ -17,7 +17,10 @@ from b2ckeys.secret import SecretBytes, SecretStr
 API_GROUP = "b2ckeys.dev"
 API_VERSION = "v1alpha1"
 KEYSET_PLURAL = "trustframeworkkeysets"
+# Added only to key sets with deletionPolicy: Delete, which the operator finalizes.
 FINALIZER = "b2ckeys.dev/delete-key-set"
+# Set by a person or a tool (Argo CD's sync-now action) to reconcile a key set at once.
+FORCE_SYNC_ANNOTATION = "b2ckeys.dev/force-sync"
 PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
 PUBLIC_GRAPH_BETA = "https://graph.microsoft.com/beta"
 
@@ -78,7 +81,6 @@ class Settings:
     fingerprint_pepper: SecretBytes | None = None
     previous_fingerprint_peppers: tuple[SecretBytes, ...] = ()
     json_logs: bool = False
-    finalizer: str = FINALIZER
     # The kubeconfig for the storage layer; None means the in-cluster service account.
     kubeconfig: str | None = None
 

@@ -33,7 +33,7 @@ from keyset_objects import (
 from kubectl_cli import kubectl
 from operator_process import RunningOperator
 
-from b2ckeys.model import to_rfc3339
+from b2ckeys.formats import to_rfc3339
 from b2ckeys_emulators.devpki import DevCA, rsa_key
 
 pytestmark = pytest.mark.cluster

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from b2ckeys.kube.api import Conflict, KubeApi
+from b2ckeys.model import ObjectKey
 from b2ckeys_emulators.kube.server import serve_kube_emulator
 
 KEYSETS = "/apis/b2ckeys.dev/v1alpha1/namespaces/ns/trustframeworkkeysets"
@@ -32,18 +33,21 @@ async def test_an_intent_is_recorded_only_onto_the_version_it_was_decided_from(
         api = KubeApi.connect(str(kube.kubeconfig))
         try:
             first = await api.patch_status(
-                "ns", "a", {"keySetId": "B2C_1A_A"}, resource_version=seen
+                ObjectKey("ns", "a"), {"keySetId": "B2C_1A_A"}, resource_version=seen
             )
             assert first is not None
             # A second writer that decided from the same version must be refused.
             with pytest.raises(Conflict):
                 await api.patch_status(
-                    "ns", "a", {"pendingWrite": {"action": "generateKey"}}, resource_version=seen
+                    ObjectKey("ns", "a"),
+                    {"pendingWrite": {"action": "generateKey"}},
+                    resource_version=seen,
                 )
             current = await api.read_keyset("ns", "a")
             assert current is not None
-            assert "pendingWrite" not in current["status"]
+            assert current.status.pending is None
+            assert current.status.key_set_id == "B2C_1A_A"
             listed = await api.list_keysets()
-            assert [i["metadata"]["name"] for i in listed] == ["a"]
+            assert [r.key.name for r in listed] == ["a"]
         finally:
             api.close()

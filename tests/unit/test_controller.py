@@ -4,15 +4,14 @@ and the reconcile call)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from b2ckeys.conditions import Outcome, Reason
 from b2ckeys.controller import Controller
-from b2ckeys.model import ObjectKey
+from b2ckeys.model import KeySetResource, ObjectKey
+from b2ckeys.reconcile import ReconcileResult
 from b2ckeys.settings import Settings
-from b2ckeys.sync import ReconcileResult
 
 
 def body(
@@ -35,11 +34,12 @@ def body(
 class StoredObjects:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    async def read_keyset(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.objects.get(name)
+    async def read_keyset(self, namespace: str, name: str) -> KeySetResource | None:
+        found = self.objects.get(name)
+        return KeySetResource.from_body(found) if found is not None else None
 
-    async def list_keysets(self) -> list[dict[str, Any]]:
-        return list(self.objects.values())
+    async def list_keysets(self) -> list[KeySetResource]:
+        return [KeySetResource.from_body(o) for o in self.objects.values()]
 
 
 @dataclass
@@ -51,9 +51,9 @@ class RecordingReconciler:
     calls: list[tuple[str, ObjectKey | None]] = field(default_factory=list)
 
     async def reconcile(
-        self, body: Mapping[str, Any], *, owner: ObjectKey | None
+        self, resource: KeySetResource, *, owner: ObjectKey | None
     ) -> ReconcileResult:
-        self.calls.append((body["metadata"]["name"], owner))
+        self.calls.append((resource.key.name, owner))
         return self.result
 
 

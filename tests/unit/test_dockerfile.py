@@ -398,5 +398,9 @@ def test_what_the_image_does_not_need_stays_out_of_the_build_context(path: str) 
 
 def test_the_dockerignore_reading_sees_what_it_lets_in() -> None:
     # The negative cases above mean something only if the same reading admits these.
-    for path in ("requirements.lock", "operator/b2ckeys/cli.py", "operator/b2ckeys/graph/client.py"):
+    for path in (
+        "requirements.lock",
+        "operator/b2ckeys/cli.py",
+        "operator/b2ckeys/graph/client.py",
+    ):
         assert in_build_context(path)

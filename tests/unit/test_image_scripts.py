@@ -34,7 +34,6 @@ compile_imported = _load_script("compile_imported.py")
 RUNTIME = {
     "b2ckeys",
     "kopf",
-    "kmock",
     "kubernetes",
     "msgraph-beta-sdk",
     "msgraph-core",
@@ -50,6 +49,7 @@ RUNTIME = {
     "cffi",
 }
 DEVELOPMENT = {
+    "kmock",  # the kube emulator's base: the `emulators` extra, never the operator's runtime
     "pytest",
     "pytest-asyncio",
     "hypothesis",

@@ -20,8 +20,8 @@ import yaml
 from b2ckeys.controller import Controller
 from b2ckeys.kube.api import KubeApi, KubeError, Unreachable
 from b2ckeys.model import ObjectKey
+from b2ckeys.reconcile import Reconciler
 from b2ckeys.settings import Settings
-from b2ckeys.sync import Reconciler
 
 BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 4.0
 

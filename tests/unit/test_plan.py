@@ -6,7 +6,6 @@ import pytest
 
 from b2ckeys.conditions import Reason
 from b2ckeys.graph.client import RemoteKey
-from b2ckeys.model import PendingWrite, StatusView, SyncedKey
 from b2ckeys.plan import (
     DesiredCertificate,
     DesiredGenerated,
@@ -15,6 +14,7 @@ from b2ckeys.plan import (
     next_check,
     summarize,
 )
+from b2ckeys.status import PendingWrite, StatusView, SyncedKey
 
 NOW = 1_800_000_000
 HOUR = 3600

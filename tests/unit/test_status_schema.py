@@ -14,8 +14,7 @@ from crd_schema import load_crd, schema_errors, served_schema
 
 from b2ckeys.conditions import Outcome, Reason, set_ready
 from b2ckeys.graph.client import RemoteKey
-from b2ckeys.model import PendingWrite
-from b2ckeys.sync import key_status
+from b2ckeys.status import PendingWrite, key_status
 
 NOW = 1_800_000_000
 # Every member B2C can report for a key, so each one the operator maps is exercised.

@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import kubernetes
 import urllib3
 
+from b2ckeys.formats import to_rfc3339
+from b2ckeys.model import KeySetResource, ObjectKey, ResourceRef
 from b2ckeys.secret import SecretBytes
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
 
@@ -89,9 +90,9 @@ class Connection:
     private_key_path: str | None = None
 
 
-def resolve_connection(kubeconfig: str | None) -> Connection:
-    """Resolve a kubeconfig (or the in-cluster account when None) with the kubernetes client's
-    own loader, so Kopf's watches and our writes use the very same server and identity."""
+def _configuration(kubeconfig: str | None) -> Any:
+    """The kubernetes client's configuration from a kubeconfig file, or the in-cluster service
+    account when None: the one loader behind both Kopf's login and the storage layer."""
     configuration = kubernetes.client.Configuration()
     if kubeconfig is None:
         kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -99,6 +100,13 @@ def resolve_connection(kubeconfig: str | None) -> Connection:
         kubernetes.config.load_kube_config(
             config_file=kubeconfig, client_configuration=configuration
         )  # type: ignore[no-untyped-call]
+    return configuration
+
+
+def resolve_connection(kubeconfig: str | None) -> Connection:
+    """Resolve a kubeconfig (or the in-cluster account when None) with the kubernetes client's
+    own loader, so Kopf's watches and our writes use the very same server and identity."""
+    configuration = _configuration(kubeconfig)
     header = configuration.get_api_key_with_prefix(
         "authorization"
     ) or configuration.get_api_key_with_prefix("BearerToken")
@@ -122,12 +130,7 @@ class KubeApi:
     @classmethod
     def connect(cls, kubeconfig: str | None, *, threads: int = 8) -> KubeApi:
         """Through the given kubeconfig file, or the in-cluster service account when None."""
-        if kubeconfig is None:
-            configuration = kubernetes.client.Configuration()
-            kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return cls(kubernetes.client.ApiClient(configuration), threads=threads)
-        client = kubernetes.config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return cls(client, threads=threads)
+        return cls(kubernetes.client.ApiClient(_configuration(kubeconfig)), threads=threads)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -214,14 +217,16 @@ class KubeApi:
             resource_version=meta.get("resourceVersion"),
         )
 
-    async def list_keysets(self) -> list[dict[str, Any]]:
+    async def list_keysets(self) -> list[KeySetResource]:
         """Every TrustFrameworkKeySet in the cluster (one call; used to confirm ownership)."""
         found = await self._request("GET", f"/apis/{API_GROUP}/{API_VERSION}/{KEYSET_PLURAL}")
-        return list(found.get("items") or [])
+        return [KeySetResource.from_body(item) for item in found.get("items") or []]
 
-    async def read_keyset(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def read_keyset(self, namespace: str, name: str) -> KeySetResource | None:
         try:
-            return await self._request("GET", _keyset_path(namespace, name))
+            return KeySetResource.from_body(
+                await self._request("GET", _keyset_path(namespace, name))
+            )
         except NotFound:
             return None
 
@@ -229,12 +234,11 @@ class KubeApi:
 
     async def patch_status(
         self,
-        namespace: str,
-        name: str,
+        key: ObjectKey,
         status: Mapping[str, Any],
         *,
         resource_version: str | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> KeySetResource | None:
         """Merge-patch the status subresource; None when the object is gone.
 
         With `resource_version`, the API server applies it only to that version (Conflict
@@ -245,85 +249,80 @@ class KubeApi:
         if resource_version is not None:
             patch["metadata"] = {"resourceVersion": resource_version}
         try:
-            return await self._request(
-                "PATCH",
-                _keyset_path(namespace, name, "status"),
-                patch,
-                "application/merge-patch+json",
+            return KeySetResource.from_body(
+                await self._request(
+                    "PATCH",
+                    _keyset_path(key.namespace, key.name, "status"),
+                    patch,
+                    "application/merge-patch+json",
+                )
             )
         except NotFound:
             return None
 
     async def set_finalizer(
-        self, body: Mapping[str, Any], finalizer: str, *, present: bool
-    ) -> dict[str, Any] | None:
+        self, resource: KeySetResource, finalizer: str, *, present: bool
+    ) -> KeySetResource | None:
         """Add or remove our finalizer, guarded by resourceVersion (409 when stale)."""
-        meta = body.get("metadata") or {}
-        current = list(meta.get("finalizers") or [])
+        current = list(resource.finalizers)
         if (finalizer in current) == present:
-            return dict(body)
+            return resource
         wanted = [*current, finalizer] if present else [f for f in current if f != finalizer]
         patch = [
             {
                 "op": "test",
                 "path": "/metadata/resourceVersion",
-                "value": meta.get("resourceVersion"),
+                "value": resource.ref.resource_version,
             },
-            {
-                "op": "replace" if "finalizers" in meta else "add",
-                "path": "/metadata/finalizers",
-                "value": wanted,
-            },
+            # "add" replaces a member that exists, and creates a missing one.
+            {"op": "add", "path": "/metadata/finalizers", "value": wanted},
         ]
         try:
-            return await self._request(
-                "PATCH",
-                _keyset_path(str(meta.get("namespace")), str(meta.get("name"))),
-                patch,
-                "application/json-patch+json",
+            return KeySetResource.from_body(
+                await self._request(
+                    "PATCH",
+                    _keyset_path(resource.ref.namespace, resource.ref.name),
+                    patch,
+                    "application/json-patch+json",
+                )
             )
         except NotFound:
             return None
 
     async def post_event(
         self,
-        body: Mapping[str, Any],
+        ref: ResourceRef,
         *,
         type_: str,
         reason: str,
         message: str,
+        now: float,
         component: str = "b2ckeys",
     ) -> None:
         """Record a core/v1 Event on the resource; failures are logged, never raised."""
-        meta = body.get("metadata") or {}
-        namespace = str(meta.get("namespace") or "default")
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = ref.namespace or "default"
+        at = to_rfc3339(now)
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {
-                "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
-                "namespace": namespace,
-            },
+            "metadata": {"name": f"{ref.name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
             "involvedObject": {
                 "apiVersion": f"{API_GROUP}/{API_VERSION}",
                 "kind": "TrustFrameworkKeySet",
                 "namespace": namespace,
-                "name": meta.get("name"),
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
+                "name": ref.name,
+                "uid": ref.uid,
+                "resourceVersion": ref.resource_version,
             },
             "type": type_,
             "reason": reason,
             "message": message[:1024],
             "source": {"component": component},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
+            "firstTimestamp": at,
+            "lastTimestamp": at,
             "count": 1,
         }
         try:
             await self._request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", event)
         except KubeError as e:
-            logger.warning(
-                "could not post event %s on %s/%s: %s", reason, namespace, meta.get("name"), e
-            )
+            logger.warning("could not post event %s on %s/%s: %s", reason, namespace, ref.name, e)

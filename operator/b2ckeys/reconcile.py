@@ -1,0 +1,441 @@
+"""Reconcile one TrustFrameworkKeySet: gather → decide → write at most one key → read back → status.
+
+No Kopf here. The controller (`b2ckeys.controller`) calls `Reconciler.reconcile` from its work
+queue, one call per key set at a time, with the resource it has just read, and schedules the
+next call after the delay it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from b2ckeys.conditions import Outcome, Reason, set_ready
+from b2ckeys.formats import to_rfc3339
+from b2ckeys.graph.client import (
+    ConcurrentWrite,
+    Forbidden,
+    GraphError,
+    InvalidRequest,
+    KeySetAlreadyExists,
+    KeySetClient,
+    KeySetNotFound,
+    NoActiveKey,
+    RemoteKey,
+    RemoteKeySet,
+    Throttled,
+    TransientError,
+    Unauthorized,
+)
+from b2ckeys.kube.api import KubeApi
+from b2ckeys.model import KeySetResource, KeySetSpec, ObjectKey, ResourceRef
+from b2ckeys.plan import Decision, Write, decide, next_check, summarize
+from b2ckeys.settings import FINALIZER, Settings
+from b2ckeys.sources import Gathered, SourceChanged, SourceProblem, SourceReader
+from b2ckeys.status import KeySetState, ObservedState, StatusView, SyncedState
+
+logger = logging.getLogger(__name__)
+
+# A source that keeps changing between its read and its write is read again this many times
+# within one reconcile before the reconcile backs off.
+_SOURCE_READS = 2
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconcile concluded, for the controller's pacing."""
+
+    outcome: Outcome
+    requeue_after: float | None
+    failed: bool = False
+    # Graph said when to come back (Retry-After), or a write's outcome is unknown and B2C needs
+    # a moment to show it: no attempt before this many seconds, whatever event arrives.
+    retry_after: float | None = None
+
+
+class Reconciler:
+    """Everything needed to reconcile key sets against one Kubernetes API and Graph tenant."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kube: KubeApi,
+        graph: KeySetClient | None,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.graph = graph
+        self.clock = clock
+        self.sources = SourceReader(settings, kube)
+
+    async def reconcile(
+        self, resource: KeySetResource, *, owner: ObjectKey | None
+    ) -> ReconcileResult:
+        """`owner` is the older resource that owns the same B2C key set, if it is not this one."""
+        now = int(self.clock())
+        spec = resource.spec
+        if spec is None:
+            if resource.deleting_since is not None:
+                # Nothing can be acted on safely; never hold up the deletion for it.
+                await self.kube.set_finalizer(resource, FINALIZER, present=False)
+                return ReconcileResult(Outcome(Reason.DELETING, "finalized"), None)
+            problem = Outcome(Reason.INVALID_SOURCE, resource.spec_error or "invalid spec")
+            return await self._finish(resource, problem, None, None, failed=True)
+        if resource.deleting_since is not None:
+            return await self._finalize(resource, spec, now, is_owner=owner is None)
+        updated = await self.kube.set_finalizer(
+            resource,
+            FINALIZER,
+            present=spec.deletion_policy == "Delete" and spec.mode == "Sync",
+        )
+        if updated is None:
+            return ReconcileResult(Outcome(Reason.DELETING, "gone"), None)
+        resource = updated
+        refusal = self._refusal(spec, owner)
+        if refusal is not None:
+            return await self._finish(
+                resource, refusal, None, self.settings.resync_interval, failed=True
+            )
+        assert self.graph is not None  # _refusal answers for a missing default tenant
+        for attempt in range(1, _SOURCE_READS + 1):
+            try:
+                gathered = await self.sources.gather(
+                    resource.ref.namespace, spec, resource.status, now
+                )
+                return await self._sync(resource, spec, gathered, self.graph, now)
+            except SourceProblem as problem:
+                outcome = Outcome(problem.reason, problem.message)
+                return await self._finish(resource, outcome, None, None, failed=True)
+            except SourceChanged as changed:
+                if attempt == _SOURCE_READS:
+                    # Still being written (a controller rewriting it): nothing a person needs
+                    # to see in status; its next watch event or the backoff brings it back.
+                    logger.info("%s: %s; reading it again shortly", resource.key, changed)
+                    outcome = Outcome(Reason.SOURCE_NOT_FOUND, str(changed))
+                    return ReconcileResult(outcome, None, failed=True)
+            except GraphError as error:
+                return await self._graph_failed(resource, spec, error)
+        raise AssertionError("unreachable: the last attempt returns")
+
+    async def _graph_failed(
+        self, resource: KeySetResource, spec: KeySetSpec, error: GraphError
+    ) -> ReconcileResult:
+        outcome, delay = outcome_for_graph_error(
+            error, resource.status.key_set_id or spec.key_set_id
+        )
+        logger.warning("%s: %s", resource.key, outcome.message)
+        if isinstance(error, TransientError) and error.outcome_unknown:
+            delay = max(delay or 0.0, self.settings.outcome_unknown_delay)
+        return await self._finish(resource, outcome, None, None, failed=True, retry_after=delay)
+
+    def _refusal(self, spec: KeySetSpec, owner: ObjectKey | None) -> Outcome | None:
+        if spec.tenant_ref is not None:
+            return Outcome(
+                Reason.TENANT_NOT_ALLOWED,
+                f"spec.tenantRef names {spec.tenant_ref.kind} {spec.tenant_ref.name}, but this "
+                "operator version serves only its default tenant; remove spec.tenantRef",
+            )
+        if self.graph is None:
+            return Outcome(
+                Reason.UNAUTHORIZED,
+                "the operator has no default B2C tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
+                "one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
+                "AZURE_FEDERATED_TOKEN_FILE in its Deployment",
+            )
+        if owner is not None:
+            return Outcome(
+                Reason.CONFLICT,
+                f"TrustFrameworkKeySet {owner} already manages B2C key set {spec.key_set_id} in "
+                "this tenant (the older resource owns it); this one writes nothing until that one "
+                "is deleted",
+            )
+        return None
+
+    # --- reading B2C -----------------------------------------------------------------------
+
+    async def _read_key_set(
+        self, graph: KeySetClient, spec: KeySetSpec, status: StatusView
+    ) -> RemoteKeySet | None:
+        ids = [status.key_set_id] if status.key_set_id else []
+        ids += [i for i in spec.candidate_ids if i not in ids]
+        for key_set_id in ids:
+            try:
+                return await graph.get_key_set(key_set_id)
+            except KeySetNotFound:
+                continue
+        return None
+
+    async def _read_active(self, graph: KeySetClient, key_set_id: str) -> RemoteKey | None:
+        try:
+            return await graph.get_active_key(key_set_id)
+        except (NoActiveKey, KeySetNotFound):
+            return None
+
+    async def _create(self, graph: KeySetClient, spec: KeySetSpec, view: StatusView) -> str:
+        try:
+            return (await graph.create_key_set(spec.key_set_id)).id
+        except KeySetAlreadyExists:
+            # Created meanwhile (or under the prefixed id): use the one B2C has.
+            existing = await self._read_key_set(graph, spec, view)
+            if existing is None:
+                raise
+            return existing.id
+
+    # --- Sync and Observe ------------------------------------------------------------------
+
+    async def _sync(
+        self,
+        resource: KeySetResource,
+        spec: KeySetSpec,
+        gathered: Gathered,
+        graph: KeySetClient,
+        now: int,
+    ) -> ReconcileResult:
+        view = resource.status
+        remote = await self._read_key_set(graph, spec, view)
+        decision = decide(gathered.desired, remote.keys if remote else None, view, now)
+        if spec.mode == "Observe":
+            return await self._observe(resource, spec, remote, decision, gathered, graph, now)
+
+        key_set_id = remote.id if remote else ""
+        wrote = False
+        if decision.create_key_set:
+            key_set_id = await self._create(graph, spec, view)
+            wrote = True
+            await self._event(
+                resource.ref, "Normal", "KeySetCreated", f"created B2C key set {key_set_id}"
+            )
+        synced = decision.adopt
+        uploaded_at = (
+            view.synced.uploaded_at
+            if view.synced and synced and view.synced.kid == synced.kid
+            else None
+        )
+        fingerprint = decision.adopt_fingerprint
+        if decision.write is not None:
+            synced = await self._write(resource, gathered, graph, key_set_id, decision.write, now)
+            if synced is None:
+                return ReconcileResult(Outcome(Reason.DELETING, "gone"), None)
+            uploaded_at, fingerprint, wrote = now, decision.write.fingerprint, True
+        # Read back only what changed: a no-op resync must cost as few Graph calls as possible
+        # (B2C throttles per tenant).
+        after = remote
+        if wrote or after is None:
+            after = await graph.get_key_set(key_set_id)
+        active = await self._read_active(graph, key_set_id)
+        if synced is not None:
+            synced = next((k for k in after.keys if k.kid == synced.kid), synced)
+        outcome = summarize(key_set_id, synced, active, now, list(gathered.hints))
+        state = SyncedState(
+            key_set_id=key_set_id,
+            active=active,
+            key_count=len(after.keys),
+            checked_at=now,
+            synced=synced,
+            uploaded_at=uploaded_at,
+            source_fingerprint=fingerprint,
+        )
+        delay = next_check(
+            gathered.desired,
+            synced,
+            active,
+            now,
+            resync_interval=self.settings.resync_interval,
+            activation_poll_interval=self.settings.activation_poll_interval,
+        )
+        return await self._finish(resource, outcome, state, delay)
+
+    async def _write(
+        self,
+        resource: KeySetResource,
+        gathered: Gathered,
+        graph: KeySetClient,
+        key_set_id: str,
+        write: Write,
+        now: int,
+    ) -> RemoteKey | None:
+        """Upload the one planned key; None when the resource went away before the write."""
+        upload = await gathered.prepare_upload()
+        # Record the intent before writing: if the response is lost or this process dies, the
+        # next reconcile looks for exactly this key before writing anything again.
+        recorded = await self.kube.patch_status(
+            resource.key,
+            {"pendingWrite": write.intent(key_set_id, now).to_status(), "keySetId": key_set_id},
+            # Only onto the version this decision was made from: if anything (another operator
+            # process) wrote meanwhile, this is a Conflict and nothing is uploaded.
+            resource_version=resource.ref.resource_version,
+        )
+        if recorded is None:
+            return None
+        synced = await upload(graph, key_set_id, write)
+        if write.x5t and synced.x5t != write.x5t:
+            # Presence is judged by thumbprint; say so loudly if B2C reports another one. The
+            # synced key's kid and the source fingerprint still stop a second upload.
+            await self._event(
+                resource.ref,
+                "Warning",
+                "ThumbprintMismatch",
+                f"B2C reports x5t {synced.x5t} for the certificate uploaded as {write.x5t} "
+                f"(kid {synced.kid}); it is tracked by kid from now on",
+            )
+        dates = f", x5t {synced.x5t}" if synced.x5t else ""
+        await self._event(
+            resource.ref,
+            "Normal",
+            "Uploaded",
+            f"{write.action} to {key_set_id}: kid {synced.kid}{dates}, notBefore "
+            f"{to_rfc3339(synced.nbf) or '-'}, expires {to_rfc3339(synced.exp) or '-'} "
+            f"({write.why})",
+        )
+        logger.info("%s: %s -> kid %s", resource.key, write.describe(), synced.kid)
+        return synced
+
+    async def _observe(
+        self,
+        resource: KeySetResource,
+        spec: KeySetSpec,
+        remote: RemoteKeySet | None,
+        decision: Decision,
+        gathered: Gathered,
+        graph: KeySetClient,
+        now: int,
+    ) -> ReconcileResult:
+        active = await self._read_active(graph, remote.id) if remote else None
+        plan = decision.writes
+        key_set_id = remote.id if remote else spec.candidate_ids[0]
+        if plan:
+            outcome = Outcome(
+                Reason.DRIFTED,
+                f"B2C key set {key_set_id} differs from the source; Sync mode would: "
+                + "; ".join(plan)
+                + ". Nothing was written (mode: Observe)",
+            )
+        else:
+            outcome = summarize(key_set_id, decision.adopt, active, now, list(gathered.hints))
+        state = ObservedState(
+            key_set_id=remote.id if remote else None,
+            active=active,
+            key_count=len(remote.keys) if remote else 0,
+            checked_at=now,
+            plan=tuple(plan),
+        )
+        return await self._finish(resource, outcome, state, self.settings.resync_interval)
+
+    # --- deletion --------------------------------------------------------------------------
+
+    async def _finalize(
+        self, resource: KeySetResource, spec: KeySetSpec, now: int, *, is_owner: bool
+    ) -> ReconcileResult:
+        if FINALIZER not in resource.finalizers:
+            return ReconcileResult(Outcome(Reason.DELETING, "not ours to finalize"), None)
+        wanted = spec.deletion_policy == "Delete" and spec.mode == "Sync" and is_owner
+        key_set_id = resource.status.key_set_id
+        if wanted and key_set_id and self.graph is not None:
+            try:
+                await self.graph.delete_key_set(key_set_id)
+                await self._event(
+                    resource.ref, "Normal", "Deleted", f"deleted B2C key set {key_set_id}"
+                )
+            except KeySetNotFound:
+                pass
+            except GraphError as error:
+                started = resource.deleting_since or now
+                if now - started < self.settings.delete_timeout:
+                    outcome, delay = outcome_for_graph_error(error, key_set_id)
+                    deleting = Outcome(
+                        Reason.DELETING,
+                        f"deleting B2C key set {key_set_id} failed ({outcome.message}); retrying "
+                        f"until {to_rfc3339(started + self.settings.delete_timeout)}, then stops",
+                    )
+                    return await self._finish(
+                        resource, deleting, None, None, failed=True, retry_after=delay
+                    )
+                abandoned = (
+                    f"could not delete B2C key set {key_set_id} within "
+                    f"{self.settings.delete_timeout:.0f}s ({error}); removing the finalizer so "
+                    "deletion can finish. Delete the key set in the B2C portal if it must go"
+                )
+                # When the whole namespace is going, the API server refuses new Events in it
+                # (403 "being terminated"): the log is then the only record of what was left.
+                logger.warning("%s: %s", resource.key, abandoned)
+                await self._event(resource.ref, "Warning", "DeleteAbandoned", abandoned)
+        await self.kube.set_finalizer(resource, FINALIZER, present=False)
+        return ReconcileResult(Outcome(Reason.DELETING, "finalized"), None)
+
+    # --- status ----------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        resource: KeySetResource,
+        outcome: Outcome,
+        state: KeySetState | None,
+        requeue_after: float | None,
+        *,
+        failed: bool = False,
+        retry_after: float | None = None,
+    ) -> ReconcileResult:
+        """Write the outcome (and what B2C holds, when it was read) as one status patch."""
+        now = self.clock()
+        previous = resource.status
+        doc = state.to_patch() if state is not None else {}
+        doc["conditions"] = set_ready(
+            previous.conditions, outcome, generation=resource.generation, now=now
+        )
+        doc["observedGeneration"] = resource.generation
+        if resource.spec is not None:
+            doc["source"] = resource.spec.source.describe()
+        if requeue_after is not None and not failed:
+            doc["nextSyncTime"] = to_rfc3339(now + requeue_after)
+        await self.kube.patch_status(resource.key, doc)
+        before = previous.ready
+        said = (before.get("reason"), before.get("message"))
+        if not outcome.ready and said != (outcome.reason.value, outcome.message):
+            await self._event(resource.ref, "Warning", outcome.reason.value, outcome.message)
+        return ReconcileResult(outcome, requeue_after, failed=failed, retry_after=retry_after)
+
+    async def _event(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
+        await self.kube.post_event(
+            ref, type_=type_, reason=reason, message=message, now=self.clock()
+        )
+
+
+def outcome_for_graph_error(error: GraphError, key_set_id: str) -> tuple[Outcome, float | None]:
+    """Ready reason and message for a Graph failure, and a forced retry delay if any."""
+    if isinstance(error, Throttled):
+        delay = max(error.retry_after, 1.0)
+        return Outcome(
+            Reason.THROTTLED, f"Graph throttled the request; retrying in {delay:.0f}s as asked"
+        ), delay
+    if isinstance(error, Unauthorized):
+        return Outcome(
+            Reason.UNAUTHORIZED,
+            f"Graph refused the operator's credentials: {error}. Check AZURE_TENANT_ID, "
+            "AZURE_CLIENT_ID and the client secret, certificate or federated credential of the "
+            "operator's app registration in the B2C tenant",
+        ), None
+    if isinstance(error, Forbidden):
+        return Outcome(
+            Reason.UNAUTHORIZED,
+            f"Graph denied access to {key_set_id}: {error}. Grant the app the Microsoft Graph "
+            "application permission TrustFrameworkKeySet.ReadWrite.All and admin consent",
+        ), None
+    if isinstance(error, TransientError):
+        note = (
+            " The write's outcome is unknown; it is looked for before any retry."
+            if error.outcome_unknown
+            else ""
+        )
+        return Outcome(Reason.GRAPH_ERROR, f"Graph is unavailable: {error}.{note} Retrying"), None
+    if isinstance(error, ConcurrentWrite):
+        return Outcome(
+            Reason.GRAPH_ERROR, f"another write to {key_set_id} was in flight: {error}; retrying"
+        ), None
+    if isinstance(error, InvalidRequest):
+        return Outcome(
+            Reason.GRAPH_ERROR,
+            f"B2C refused the request for {key_set_id}: {error}. Nothing else was changed",
+        ), None
+    return Outcome(Reason.GRAPH_ERROR, f"Graph call for {key_set_id} failed: {error}"), None

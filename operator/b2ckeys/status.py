@@ -1,0 +1,181 @@
+"""Typed views of a TrustFrameworkKeySet's status, and the patches the operator writes.
+
+Read through `parse_status`; written as one `SyncedState` / `ObservedState` patch (with the
+Ready condition added by the reconciler) or a `PendingWrite` intent. Every member written is one
+the CRD declares (tests/unit/test_status_schema.py), and absent members are written as explicit
+nulls, since status is merge-patched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from b2ckeys.formats import from_rfc3339, to_rfc3339
+from b2ckeys.graph.client import RemoteKey
+
+
+@dataclass(frozen=True)
+class SyncedKey:
+    """The key this resource last put into B2C (from status.syncedKey)."""
+
+    kid: str
+    kty: str | None = None
+    use: str | None = None
+    x5t: str | None = None
+    nbf: int | None = None
+    exp: int | None = None
+    uploaded_at: int | None = None
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """An intent recorded in status before a write (status.pendingWrite), for crash safety."""
+
+    action: str
+    key_set_id: str
+    fingerprint: str | None = None
+    x5t: str | None = None
+    nbf: int | None = None
+    exp: int | None = None
+    started_at: int | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        # Every member, absent ones as null: status is merge-patched, and a member left over from
+        # an earlier intent (an old exp) would make this one unrecognisable after a crash.
+        return {
+            "action": self.action,
+            "keySetId": self.key_set_id,
+            "fingerprint": self.fingerprint,
+            "x5t": self.x5t,
+            "nbf": self.nbf,
+            "exp": self.exp,
+            "startedAt": to_rfc3339(self.started_at),
+        }
+
+
+@dataclass(frozen=True)
+class StatusView:
+    key_set_id: str | None = None
+    synced: SyncedKey | None = None
+    source_fingerprint: str | None = None
+    pending: PendingWrite | None = None
+    conditions: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def ready(self) -> Mapping[str, Any]:
+        """The Ready condition as last written ({} when there is none)."""
+        return next((c for c in self.conditions if c.get("type") == "Ready"), {})
+
+
+def parse_status(status: Mapping[str, Any] | None) -> StatusView:
+    status = status or {}
+    synced = None
+    raw = status.get("syncedKey")
+    if isinstance(raw, Mapping) and raw.get("kid"):
+        synced = SyncedKey(
+            kid=str(raw["kid"]),
+            kty=raw.get("kty"),
+            use=raw.get("use"),
+            x5t=raw.get("x5t"),
+            nbf=from_rfc3339(raw.get("notBefore")),
+            exp=from_rfc3339(raw.get("expires")),
+            uploaded_at=from_rfc3339(raw.get("uploadedAt")),
+        )
+    pending = None
+    raw = status.get("pendingWrite")
+    if isinstance(raw, Mapping) and raw.get("action"):
+        pending = PendingWrite(
+            action=str(raw["action"]),
+            key_set_id=str(raw.get("keySetId", "")),
+            fingerprint=raw.get("fingerprint"),
+            x5t=raw.get("x5t"),
+            nbf=raw.get("nbf"),
+            exp=raw.get("exp"),
+            started_at=from_rfc3339(raw.get("startedAt")),
+        )
+    return StatusView(
+        key_set_id=status.get("keySetId"),
+        synced=synced,
+        source_fingerprint=status.get("sourceFingerprint"),
+        pending=pending,
+        conditions=tuple(c for c in status.get("conditions") or () if isinstance(c, Mapping)),
+    )
+
+
+def key_status(
+    key: RemoteKey, *, synced: bool = False, uploaded_at: int | None = None
+) -> dict[str, Any]:
+    """status.activeKey, or status.syncedKey when `synced`: only the members the CRD declares
+    for each, since the API server silently drops any other (B2C's enabled/disabled status is
+    declared for the active key only, the upload time for the synced key only)."""
+    doc: dict[str, Any] = {"kid": key.kid, "kty": key.kty, "use": key.use}
+    for name, value in (
+        ("x5t", key.x5t),
+        ("notBefore", to_rfc3339(key.nbf)),
+        ("expires", to_rfc3339(key.exp)),
+        ("status", key.status if key.status != "unknown" and not synced else None),
+        ("uploadedAt", to_rfc3339(uploaded_at) if synced else None),
+    ):
+        if value is not None:
+            doc[name] = value
+        elif name != ("status" if synced else "uploadedAt"):
+            # Status is merge-patched: an absent member would keep the previous key's value
+            # (an old expiry under a new kid), so declared members are cleared explicitly.
+            doc[name] = None
+    return doc
+
+
+@dataclass(frozen=True)
+class SyncedState:
+    """What a Sync pass leaves in status: B2C's view and the key this resource put there."""
+
+    key_set_id: str
+    active: RemoteKey | None
+    key_count: int
+    checked_at: int
+    synced: RemoteKey | None
+    uploaded_at: int | None
+    source_fingerprint: str | None
+
+    def to_patch(self) -> dict[str, Any]:
+        return {
+            "keySetId": self.key_set_id,
+            "activeKey": key_status(self.active) if self.active else None,
+            "syncedKey": (
+                key_status(self.synced, synced=True, uploaded_at=self.uploaded_at)
+                if self.synced
+                else None
+            ),
+            "keyCount": self.key_count,
+            "lastSyncTime": to_rfc3339(self.checked_at),
+            "sourceFingerprint": self.source_fingerprint,
+            # The intent is fulfilled (or was never needed), and a Sync pass plans nothing.
+            "pendingWrite": None,
+            "plan": None,
+        }
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """What an Observe pass leaves in status: B2C's view and the writes Sync mode would make;
+    the synced key and fingerprint stay as the last Sync pass left them."""
+
+    key_set_id: str | None
+    active: RemoteKey | None
+    key_count: int
+    checked_at: int
+    plan: tuple[str, ...]
+
+    def to_patch(self) -> dict[str, Any]:
+        return {
+            "keySetId": self.key_set_id,
+            "activeKey": key_status(self.active) if self.active else None,
+            "keyCount": self.key_count,
+            "lastSyncTime": to_rfc3339(self.checked_at),
+            "plan": list(self.plan),
+        }
+
+
+KeySetState = SyncedState | ObservedState
