@@ -177,22 +177,20 @@ def _graph_connection(env: Mapping[str, str]) -> GraphConnection | None:
         missing = "AZURE_TENANT_ID" if not tenant else "AZURE_CLIENT_ID"
         raise SettingsError(f"{missing} is not set; the default tenant needs both ids")
     secret = env.get("AZURE_CLIENT_SECRET") or None
-    cert = env.get("AZURE_CLIENT_CERTIFICATE_PATH") or None
-    token_file = env.get("AZURE_FEDERATED_TOKEN_FILE") or None
-    chosen = [n for n, v in (("secret", secret), ("cert", cert), ("token", token_file)) if v]
-    if len(chosen) != 1:
+    cert_password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None
+    try:
+        return GraphConnection(
+            tenant_id=tenant,
+            client_id=client,
+            client_secret=SecretStr(secret) if secret else None,
+            client_certificate_path=env.get("AZURE_CLIENT_CERTIFICATE_PATH") or None,
+            client_certificate_password=SecretStr(cert_password) if cert_password else None,
+            federated_token_file=env.get("AZURE_FEDERATED_TOKEN_FILE") or None,
+            authority_host=(env.get("AZURE_AUTHORITY_HOST") or PUBLIC_CLOUD_AUTHORITY).rstrip("/"),
+            base_url=(env.get("B2CKEYS_GRAPH_BASE_URL") or PUBLIC_GRAPH_BETA).rstrip("/"),
+        )
+    except ValueError:
         raise SettingsError(
             "set exactly one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
-            f"AZURE_FEDERATED_TOKEN_FILE for the default tenant (found {len(chosen)})"
-        )
-    cert_password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None
-    return GraphConnection(
-        tenant_id=tenant,
-        client_id=client,
-        client_secret=SecretStr(secret) if secret else None,
-        client_certificate_path=cert,
-        client_certificate_password=SecretStr(cert_password) if cert_password else None,
-        federated_token_file=token_file,
-        authority_host=(env.get("AZURE_AUTHORITY_HOST") or PUBLIC_CLOUD_AUTHORITY).rstrip("/"),
-        base_url=(env.get("B2CKEYS_GRAPH_BASE_URL") or PUBLIC_GRAPH_BETA).rstrip("/"),
-    )
+            "AZURE_FEDERATED_TOKEN_FILE for the default tenant"
+        ) from None

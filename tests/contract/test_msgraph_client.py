@@ -341,15 +341,16 @@ async def test_a_read_only_app_cannot_write(
 
 
 def test_exactly_one_credential_kind_is_required(graph_emulator_apps: GraphEmulatorApps) -> None:
-    both = GraphConnection(
-        tenant_id="t",
-        client_id="c",
-        client_secret=SecretStr(SECRET_CANARY),
-        federated_token_file="/var/run/secrets/token",
-    )
     with pytest.raises(ValueError, match="exactly one") as raised:
-        MsGraphKeySetClient.from_connection(both)
+        GraphConnection(
+            tenant_id="t",
+            client_id="c",
+            client_secret=SecretStr(SECRET_CANARY),
+            federated_token_file="/var/run/secrets/token",
+        )
     assert SECRET_CANARY not in str(raised.value)
+    with pytest.raises(ValueError, match="got none"):
+        GraphConnection(tenant_id="t", client_id="c")
 
 
 def test_an_unreadable_certificate_is_unauthorized_at_construction(tmp_path: Path) -> None:

@@ -114,6 +114,37 @@ async def test_own_status_writes_do_not_requeue_but_spec_changes_do() -> None:
     assert ctl.queue.scheduled_in(key) == 0.0
 
 
+async def test_a_new_force_sync_annotation_requeues_at_once_and_the_same_one_does_not() -> None:
+    now = [0.0]
+    ctl, _ = controller(now)
+    key = ObjectKey("ns", "a")
+    a = body("a", created="2026-01-01T00:00:00Z", uid="1")
+    ctl.observe_keyset(None, a)
+    ctl.queue.forget(key)
+    forced = body("a", created="2026-01-01T00:00:00Z", uid="1")
+    forced["metadata"]["annotations"] = {"b2ckeys.dev/force-sync": "2026-11-28T10:00:00Z"}
+    ctl.observe_keyset("MODIFIED", forced)
+    assert ctl.queue.scheduled_in(key) == 0.0
+    ctl.queue.forget(key)
+    ctl.observe_keyset("MODIFIED", forced)  # our own status write: the same annotation value
+    assert ctl.queue.scheduled_in(key) is None
+
+
+async def test_the_per_key_set_locks_go_with_the_last_resource_naming_the_key_set() -> None:
+    now = [0.0]
+    ctl, rec = controller(now)
+    for i in range(50):
+        b = body(f"k{i}", created="2026-01-01T00:00:00Z", uid=str(i))
+        b["spec"]["keySetId"] = f"Set{i}"
+        rec.kube.objects[f"k{i}"] = b
+        ctl.observe_keyset(None, b)
+        await ctl._work(ObjectKey("ns", f"k{i}"))
+    assert len(ctl._target_locks) == 50
+    for i in range(50):
+        ctl.observe_keyset("DELETED", rec.kube.objects.pop(f"k{i}"))
+    assert ctl._target_locks == {}
+
+
 async def test_retry_after_gates_the_key_set_whatever_arrives_meanwhile() -> None:
     now = [100.0]
     ctl, rec = controller(now)

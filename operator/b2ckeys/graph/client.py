@@ -6,7 +6,6 @@ Only the operations the operator uses are listed. The Graph SDK's own types stop
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -61,6 +60,23 @@ class GraphConnection:
     # so a coroutine is never parked for minutes while holding a key set's write lock.
     max_retry_after_in_sdk: float = 5.0
     timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        # The one place this is checked: settings and tenants build connections, msgraph uses them.
+        chosen = [
+            name
+            for name, value in (
+                ("client_secret", self.client_secret),
+                ("client_certificate_path", self.client_certificate_path),
+                ("federated_token_file", self.federated_token_file),
+            )
+            if value
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                "GraphConnection needs exactly one of client_secret, client_certificate_path or "
+                f"federated_token_file; got {', '.join(chosen) or 'none'}"
+            )
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -131,7 +147,11 @@ class TransientError(GraphError):
 
 
 class KeySetClient(Protocol):
-    async def list_key_sets(self) -> Sequence[RemoteKeySet]: ...
+    """What the reconciler calls, and nothing else (External Secrets' narrow provider style).
+
+    The Graph client also lists key sets and keys_v2 and sets a key's status; those serve the
+    tenant check and key retirement that are being built, not the reconcile, so they are not
+    part of this interface."""
 
     async def get_key_set(self, key_set_id: str) -> RemoteKeySet: ...
 
@@ -160,11 +180,5 @@ class KeySetClient(Protocol):
     async def get_active_key(self, key_set_id: str) -> RemoteKey:
         """Raises NoActiveKey when B2C has no usable key in the set."""
         ...
-
-    async def list_keys(self, key_set_id: str) -> Sequence[RemoteKey]:
-        """keys_v2: the keys with their enabled/disabled status."""
-        ...
-
-    async def set_key_status(self, key_set_id: str, kid: str, *, enabled: bool) -> None: ...
 
     async def aclose(self) -> None: ...

@@ -328,20 +328,6 @@ class _RenewableCredential:
 
 
 def _build_credential(conn: GraphConnection) -> AsyncTokenCredential:
-    chosen = [
-        name
-        for name, value in (
-            ("client_secret", conn.client_secret),
-            ("client_certificate_path", conn.client_certificate_path),
-            ("federated_token_file", conn.federated_token_file),
-        )
-        if value
-    ]
-    if len(chosen) != 1:
-        raise ValueError(
-            "GraphConnection needs exactly one of client_secret, client_certificate_path or "
-            f"federated_token_file; got {chosen or 'none'}"
-        )
     kwargs = _authority_kwargs(conn.authority_host)
     if conn.client_secret:
         return ClientSecretCredential(
