@@ -334,6 +334,7 @@ class KeySetResource:
     spec: KeySetSpec | None  # None when the spec cannot be acted on; spec_error says why
     spec_error: str | None
     status: StatusView
+    status_doc: Mapping[str, Any]  # the status as served, to tell whether a patch changes it
 
     @property
     def key(self) -> ObjectKey:
@@ -364,4 +365,5 @@ class KeySetResource:
             spec=spec,
             spec_error=error,
             status=parse_status(body.get("status")),
+            status_doc=dict(body.get("status") or {}),
         )

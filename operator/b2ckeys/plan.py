@@ -368,3 +368,43 @@ def summarize(
         )
     until = f" until {to_rfc3339(active.exp)}" if active.exp else ""
     return Outcome(Reason.SYNCED, f"B2C key set {key_set_id} uses {described}{until}{suffix}")
+
+
+class AskB2C:
+    """The local rule cannot tell which key B2C uses; `why` says what made it ambiguous."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"AskB2C({self.why!r})"
+
+
+def active_key(keys: Sequence[RemoteKey], now: int, *, margin: float) -> RemoteKey | AskB2C | None:
+    """Which key B2C uses, by its own documented rule, from one read of the key set: among
+    enabled, unexpired keys, the greatest notBefore that has passed; else the newest undated
+    key; else none. AskB2C where that is not certain: a key whose status the read did not
+    carry; a key staged for later or started within `margin` seconds (B2C switches at
+    notBefore by its own clock, so a pending activation is always B2C's to report); an expiry
+    within `margin` of now; two candidates with the same notBefore, or several undated
+    ones (B2C breaks ties by insertion order, which a read does not promise to keep).
+
+    In the steady state (every key started long ago) this answers alone, so a resync costs one
+    Graph read."""
+    if any(key.status not in ("enabled", "disabled") for key in keys):
+        return AskB2C("a key's status is unknown")
+    for key in keys:
+        if key.nbf is not None and key.nbf > now - margin:
+            return AskB2C(f"key {key.kid} is staged or has just started")
+        if key.exp is not None and abs(key.exp - now) < margin:
+            return AskB2C(f"key {key.kid} expires within {margin:g}s")
+    usable = [k for k in keys if k.status == "enabled" and (k.exp is None or k.exp > now)]
+    started = [k for k in usable if k.nbf is not None and k.nbf <= now]
+    if started:
+        newest = max(k.nbf or 0 for k in started)
+        tied = [k for k in started if k.nbf == newest]
+        return tied[0] if len(tied) == 1 else AskB2C("two keys share the newest notBefore")
+    undated = [k for k in usable if k.nbf is None]
+    if len(undated) > 1:
+        return AskB2C("several keys have no notBefore")
+    return undated[0] if undated else None

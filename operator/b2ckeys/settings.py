@@ -65,6 +65,11 @@ class Settings:
     resync_interval: float = 600.0
     # How often a key waiting for its notBefore is re-checked against B2C's getActiveKey.
     activation_poll_interval: float = 60.0
+    # Which key B2C uses is worked out from the key set's own read (one Graph call per resync),
+    # except within this long of a key's notBefore or expiry: B2C switches by its own clock and
+    # caches keys for a few minutes ("Key caching" in the policy keys overview), so near those
+    # moments getActiveKey is asked.
+    active_key_margin: float = 300.0
     # Bounded backoff for failed reconciles: no crash loop, and bad input is retried at least
     # this often even without a triggering event.
     error_backoff_initial: float = 1.0
@@ -108,6 +113,7 @@ class Settings:
             activation_poll_interval=_duration(
                 env, "B2CKEYS_ACTIVATION_POLL_INTERVAL", 60.0, minimum=_LOOP_FLOOR
             ),
+            active_key_margin=_duration(env, "B2CKEYS_ACTIVE_KEY_MARGIN", 300.0),
             error_backoff_initial=_duration(
                 env, "B2CKEYS_ERROR_BACKOFF_INITIAL", 1.0, minimum=_LOOP_FLOOR
             ),

@@ -134,7 +134,6 @@ class SyncedState:
     key_set_id: str
     active: RemoteKey | None
     key_count: int
-    checked_at: int
     synced: RemoteKey | None
     uploaded_at: int | None
     source_fingerprint: str | None
@@ -149,7 +148,6 @@ class SyncedState:
                 else None
             ),
             "keyCount": self.key_count,
-            "lastSyncTime": to_rfc3339(self.checked_at),
             "sourceFingerprint": self.source_fingerprint,
             # The intent is fulfilled (or was never needed), and a Sync pass plans nothing.
             "pendingWrite": None,
@@ -165,7 +163,6 @@ class ObservedState:
     key_set_id: str | None
     active: RemoteKey | None
     key_count: int
-    checked_at: int
     plan: tuple[str, ...]
 
     def to_patch(self) -> dict[str, Any]:
@@ -173,9 +170,22 @@ class ObservedState:
             "keySetId": self.key_set_id,
             "activeKey": key_status(self.active) if self.active else None,
             "keyCount": self.key_count,
-            "lastSyncTime": to_rfc3339(self.checked_at),
             "plan": list(self.plan),
         }
 
 
 KeySetState = SyncedState | ObservedState
+
+
+def changes(patch: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether merge-patching `patch` onto `current` would change anything: a null clears a
+    member (so it matches an absent one), objects merge member by member, the rest replaces."""
+    return any(_differs(value, current.get(name)) for name, value in patch.items())
+
+
+def _differs(new: Any, old: Any) -> bool:
+    if new is None:
+        return old is not None
+    if isinstance(new, Mapping):
+        return not isinstance(old, Mapping) or changes(new, old)
+    return bool(new != old)

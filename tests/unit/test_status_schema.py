@@ -14,7 +14,7 @@ from crd_schema import load_crd, schema_errors, served_schema
 
 from b2ckeys.conditions import Outcome, Reason, set_ready
 from b2ckeys.graph.client import RemoteKey
-from b2ckeys.status import PendingWrite, key_status
+from b2ckeys.status import PendingWrite, changes, key_status
 
 NOW = 1_800_000_000
 # Every member B2C can report for a key, so each one the operator maps is exercised.
@@ -69,3 +69,14 @@ def test_pending_write_and_ready_condition_are_declared() -> None:
     status = {"pendingWrite": intent, "conditions": conditions, "observedGeneration": 3}
 
     assert schema_errors(served_schema(load_crd()), keyset_with_status(status)) == []
+
+
+def test_a_patch_changes_the_status_only_when_a_member_differs() -> None:
+    current = {"keyCount": 2, "activeKey": {"kid": "a", "x5t": "t"}, "plan": None}
+    assert not changes({"keyCount": 2, "activeKey": {"kid": "a", "x5t": "t"}}, current)
+    assert not changes({"plan": None, "pendingWrite": None, "activeKey": {"x5t": "t"}}, current)
+    assert changes({"keyCount": 3}, current)
+    assert changes({"activeKey": {"kid": "b"}}, current)
+    assert changes({"activeKey": {"expires": None, "status": "enabled"}}, current)
+    assert changes({"activeKey": None}, current)
+    assert changes({"conditions": [{"type": "Ready"}]}, current)
