@@ -47,22 +47,43 @@ def set_ready(
     generation: int | None,
     now: float,
 ) -> list[dict[str, Any]]:
-    """Return conditions with Ready set; lastTransitionTime moves only when the status flips."""
-    status = "True" if outcome.ready else "False"
+    """Return conditions with Ready set from a key set's outcome."""
+    return ready_condition(
+        conditions,
+        ready=outcome.ready,
+        reason=outcome.reason.value,
+        message=outcome.message,
+        generation=generation,
+        now=now,
+    )
+
+
+def ready_condition(
+    conditions: Sequence[Mapping[str, Any]] | None,
+    *,
+    ready: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: float,
+) -> list[dict[str, Any]]:
+    """Return conditions with Ready set; lastTransitionTime moves only when the status flips.
+    (Key sets and tenants have vocabularies of their own; the condition's shape is one.)"""
+    status = "True" if ready else "False"
     previous = next((c for c in conditions or [] if c.get("type") == "Ready"), None)
     transition = (
         previous.get("lastTransitionTime")
         if previous and previous.get("status") == status and previous.get("lastTransitionTime")
         else to_rfc3339(now)
     )
-    ready: dict[str, Any] = {
+    condition: dict[str, Any] = {
         "type": "Ready",
         "status": status,
-        "reason": outcome.reason.value,
-        "message": outcome.message,
+        "reason": reason,
+        "message": message,
         "lastTransitionTime": transition,
     }
     if generation is not None:
-        ready["observedGeneration"] = generation
+        condition["observedGeneration"] = generation
     others = [dict(c) for c in conditions or [] if c.get("type") != "Ready"]
-    return [ready, *others]
+    return [condition, *others]

@@ -20,13 +20,14 @@ from b2ckeys.kube.api import KubeError
 from b2ckeys.model import KeySetResource, ObjectKey, normalized_key_set_id
 from b2ckeys.reconcile import Reconciler
 from b2ckeys.settings import Settings
+from b2ckeys.tenants import TenantKey, TenantResource, WorkloadIdentityAuth, tenant_key
 from b2ckeys.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
 SourceKey = tuple[str, str, str]  # (namespace, kind, name)
 TargetKey = tuple[str, str]  # (tenant, normalized key set id)
-DEFAULT_TENANT = ""
+DEFAULT_TENANT = ""  # the pacing identity of the operator's default tenant
 
 
 def _routing(resource: KeySetResource) -> tuple[set[SourceKey], TargetKey | None]:
@@ -38,8 +39,23 @@ def _routing(resource: KeySetResource) -> tuple[set[SourceKey], TargetKey | None
     sources: set[SourceKey] = {
         (namespace, ref.kind, ref.name) for ref in spec.source.referenced_objects()
     }
-    tenant = f"{spec.tenant_ref.kind}/{spec.tenant_ref.name}" if spec.tenant_ref else DEFAULT_TENANT
-    return sources, (tenant, normalized_key_set_id(spec.key_set_id))
+    tenant = tenant_key(namespace, spec.tenant_ref)
+    queue_id = tenant.queue_id if tenant is not None else DEFAULT_TENANT
+    return sources, (queue_id, normalized_key_set_id(spec.key_set_id))
+
+
+def _tenant_of(resource: KeySetResource) -> TenantKey | None:
+    spec = resource.spec
+    return tenant_key(resource.ref.namespace, spec.tenant_ref) if spec is not None else None
+
+
+def _credential_secrets(tenant: TenantResource, operator_namespace: str) -> set[SourceKey]:
+    """The Secrets whose change must re-verify a tenant and rebuild its client."""
+    spec = tenant.spec
+    if spec is None or isinstance(spec.auth, WorkloadIdentityAuth):
+        return set()
+    namespace = tenant.key.namespace or operator_namespace
+    return {(namespace, "Secret", spec.auth.secret_name)}
 
 
 def _age(resource: KeySetResource) -> tuple[str, int, str]:
@@ -95,6 +111,7 @@ class Controller:
         self._by_source: dict[SourceKey, set[ObjectKey]] = defaultdict(set)
         self._by_target: dict[TargetKey, set[ObjectKey]] = defaultdict(set)
         self._routes: dict[ObjectKey, tuple[set[SourceKey], TargetKey | None]] = {}
+        self._tenants_of: dict[ObjectKey, TenantKey] = {}
         self._failures: dict[ObjectKey, int] = {}
         self._not_before: dict[ObjectKey, float] = {}  # Retry-After gates: no call before this
         # Graph throttles per app and tenant: one 429 holds back every key set of the tenant.
@@ -106,6 +123,16 @@ class Controller:
         self._target_locks: dict[TargetKey, asyncio.Lock] = {}
         self.queue: WorkQueue[ObjectKey] = WorkQueue(
             self._work, concurrency=settings.max_concurrent_reconciles, clock=monotonic
+        )
+        # Tenants: which key sets use each (to re-evaluate them when it changes), which Secrets
+        # hold each one's credentials, and the labels of namespaces (for namespaceSelector).
+        self._by_tenant: dict[TenantKey, set[ObjectKey]] = defaultdict(set)
+        self._tenant_secrets: dict[TenantKey, set[SourceKey]] = {}
+        self._tenant_generations: dict[TenantKey, int | None] = {}
+        self._namespace_labels: dict[str, Mapping[str, str]] = {}
+        # Verifying a tenant's credentials is one Graph read; two at a time is plenty.
+        self.tenant_queue: WorkQueue[TenantKey] = WorkQueue(
+            self._verify_tenant, concurrency=2, clock=monotonic
         )
 
     # --- events ----------------------------------------------------------------------------
@@ -135,17 +162,80 @@ class Controller:
     def source_changed(self, kind: str, namespace: str, name: str) -> None:
         for key in sorted(self._by_source.get((namespace, kind, name), ()), key=str):
             self.queue.add(key)
+        for tenant, secrets in list(self._tenant_secrets.items()):
+            if (namespace, kind, name) in secrets:
+                self.tenant_queue.add(tenant)
+                self._requeue_users(tenant)
+
+    def observe_tenant(self, event_type: str | None, resource: TenantResource) -> None:
+        """A tenant was created, changed or deleted: verify it, and re-evaluate every key set
+        that names it at once (one that lost access must stop writing now, not at a resync)."""
+        key = resource.key
+        if event_type == "DELETED":
+            self._tenant_secrets.pop(key, None)
+            self._tenant_generations.pop(key, None)
+            self.tenant_queue.forget(key)
+            self._requeue_users(key)
+            return
+        operator_namespace = self._settings.operator_namespace
+        self._tenant_secrets[key] = _credential_secrets(resource, operator_namespace)
+        known = key in self._tenant_generations
+        if not known or self._tenant_generations[key] != resource.generation:
+            self._tenant_generations[key] = resource.generation
+            self.tenant_queue.add(key)
+            if known:
+                self._requeue_users(key)
+
+    def observe_namespace(
+        self, event_type: str | None, name: str, labels: Mapping[str, str]
+    ) -> None:
+        """A namespace's labels decide which ClusterB2CTenants its key sets may use."""
+        if event_type == "DELETED":
+            self._namespace_labels.pop(name, None)
+            return
+        previous = self._namespace_labels.get(name)
+        self._namespace_labels[name] = dict(labels)
+        if previous is None or previous == labels:
+            return
+        for tenant, users in list(self._by_tenant.items()):
+            if not tenant.namespace:  # a ClusterB2CTenant: its namespaceSelector may differ now
+                for key in sorted(users, key=str):
+                    if key.namespace == name:
+                        self.queue.add(key)
+
+    def _requeue_users(self, tenant: TenantKey) -> None:
+        for key in sorted(self._by_tenant.get(tenant, ()), key=str):
+            self.queue.add(key)
+
+    async def _verify_tenant(self, key: TenantKey) -> float | None:
+        try:
+            present = await self._reconciler.tenants.verify_and_report(
+                key, self._reconciler.clock()
+            )
+        except KubeError as error:
+            logger.warning("%s: Kubernetes API call failed, retrying: %s", key, error)
+            return self._settings.error_backoff_max
+        return self._settings.resync_interval if present else None
 
     def _route(self, key: ObjectKey, resource: KeySetResource) -> None:
         self._unroute(key)
         sources, target = _routing(resource)
         self._routes[key] = (sources, target)
+        tenant = _tenant_of(resource)
+        if tenant is not None:
+            self._tenants_of[key] = tenant
+            self._by_tenant[tenant].add(key)
         for source in sources:
             self._by_source[source].add(key)
         if target is not None:
             self._by_target[target].add(key)
 
     def _unroute(self, key: ObjectKey) -> set[ObjectKey]:
+        tenant = self._tenants_of.pop(key, None)
+        if tenant is not None:
+            self._by_tenant[tenant].discard(key)
+            if not self._by_tenant[tenant]:
+                del self._by_tenant[tenant]
         sources, target = self._routes.pop(key, (set(), None))
         for source in sources:
             self._by_source[source].discard(key)

@@ -20,6 +20,7 @@ import kopf
 from b2ckeys.kube.api import resolve_connection
 from b2ckeys.runtime import Runtime, build_runtime
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL, Settings
+from b2ckeys.tenants import TenantResource
 
 
 class _KeepTrying:
@@ -91,6 +92,26 @@ async def secret_event(name: str, namespace: str | None, memo: kopf.Memo, **_: A
 @kopf.on.event("v1", "configmaps", id="configmaps")
 async def configmap_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     _runtime(memo).controller.source_changed("ConfigMap", namespace or "", name)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "b2ctenants", id="b2ctenants")
+async def tenant_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    tenant = TenantResource.from_body("B2CTenant", event["object"])
+    _runtime(memo).controller.observe_tenant(event.get("type"), tenant)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "clusterb2ctenants", id="clusterb2ctenants")
+async def cluster_tenant_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    tenant = TenantResource.from_body("ClusterB2CTenant", event["object"])
+    _runtime(memo).controller.observe_tenant(event.get("type"), tenant)
+
+
+@kopf.on.event("v1", "namespaces", id="namespaces")
+async def namespace_event(
+    event: kopf.RawEvent, name: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
+    # Only labels matter: a ClusterB2CTenant's namespaceSelector matches them.
+    _runtime(memo).controller.observe_namespace(event.get("type"), name, dict(labels))
 
 
 @kopf.on.probe(id="reconciling")

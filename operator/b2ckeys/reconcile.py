@@ -34,6 +34,8 @@ from b2ckeys.plan import AskB2C, Decision, Write, active_key, decide, next_check
 from b2ckeys.settings import FINALIZER, Settings
 from b2ckeys.sources import Gathered, SourceChanged, SourceProblem, SourceReader
 from b2ckeys.status import KeySetState, ObservedState, StatusView, SyncedState, changes
+from b2ckeys.tenant_access import TenantClients, TenantRefused
+from b2ckeys.tenants import TenantKey
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +63,13 @@ class Reconciler:
         self,
         settings: Settings,
         kube: KubeApi,
-        graph: KeySetClient | None,
+        tenants: TenantClients,
         *,
         clock: Callable[[], float],
     ) -> None:
         self.settings = settings
         self.kube = kube
-        self.graph = graph
+        self.tenants = tenants
         self.clock = clock
         self.sources = SourceReader(settings, kube)
         # How often the local active-key rule was not enough (benchmarks report it).
@@ -96,18 +98,31 @@ class Reconciler:
         if updated is None:
             return ReconcileResult(Outcome(Reason.DELETING, "gone"), None)
         resource = updated
-        refusal = self._refusal(spec, owner)
-        if refusal is not None:
-            return await self._finish(
-                resource, refusal, None, self.settings.resync_interval, failed=True
+        if owner is not None:
+            conflict = Outcome(
+                Reason.CONFLICT,
+                f"TrustFrameworkKeySet {owner} already manages B2C key set {spec.key_set_id} in "
+                "this tenant (the older resource owns it); this one writes nothing until that one "
+                "is deleted",
             )
-        assert self.graph is not None  # _refusal answers for a missing default tenant
+            return await self._finish(
+                resource, conflict, None, self.settings.resync_interval, failed=True
+            )
+        try:
+            access = await self.tenants.for_keyset(resource.ref.namespace, spec)
+        except TenantRefused as refused:
+            # Nothing is written for a refused key set; a change to its tenant or namespace
+            # brings it back at once, the resync otherwise.
+            outcome = Outcome(refused.reason, refused.message)
+            return await self._finish(
+                resource, outcome, None, self.settings.resync_interval, failed=True
+            )
         for attempt in range(1, _SOURCE_READS + 1):
             try:
                 gathered = await self.sources.gather(
                     resource.ref.namespace, spec, resource.status, now
                 )
-                return await self._sync(resource, spec, gathered, self.graph, now)
+                return await self._sync(resource, spec, gathered, access.client, now)
             except SourceProblem as problem:
                 outcome = Outcome(problem.reason, problem.message)
                 return await self._finish(resource, outcome, None, None, failed=True)
@@ -119,42 +134,23 @@ class Reconciler:
                     outcome = Outcome(Reason.SOURCE_NOT_FOUND, str(changed))
                     return ReconcileResult(outcome, None, failed=True)
             except GraphError as error:
-                return await self._graph_failed(resource, spec, error)
+                return await self._graph_failed(resource, spec, error, access.key)
         raise AssertionError("unreachable: the last attempt returns")
 
     async def _graph_failed(
-        self, resource: KeySetResource, spec: KeySetSpec, error: GraphError
+        self,
+        resource: KeySetResource,
+        spec: KeySetSpec,
+        error: GraphError,
+        tenant: TenantKey | None,
     ) -> ReconcileResult:
         outcome, delay = outcome_for_graph_error(
-            error, resource.status.key_set_id or spec.key_set_id
+            error, resource.status.key_set_id or spec.key_set_id, tenant
         )
         logger.warning("%s: %s", resource.key, outcome.message)
         if isinstance(error, TransientError) and error.outcome_unknown:
             delay = max(delay or 0.0, self.settings.outcome_unknown_delay)
         return await self._finish(resource, outcome, None, None, failed=True, retry_after=delay)
-
-    def _refusal(self, spec: KeySetSpec, owner: ObjectKey | None) -> Outcome | None:
-        if spec.tenant_ref is not None:
-            return Outcome(
-                Reason.TENANT_NOT_ALLOWED,
-                f"spec.tenantRef names {spec.tenant_ref.kind} {spec.tenant_ref.name}, but this "
-                "operator version serves only its default tenant; remove spec.tenantRef",
-            )
-        if self.graph is None:
-            return Outcome(
-                Reason.UNAUTHORIZED,
-                "the operator has no default B2C tenant: set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
-                "one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or "
-                "AZURE_FEDERATED_TOKEN_FILE in its Deployment",
-            )
-        if owner is not None:
-            return Outcome(
-                Reason.CONFLICT,
-                f"TrustFrameworkKeySet {owner} already manages B2C key set {spec.key_set_id} in "
-                "this tenant (the older resource owns it); this one writes nothing until that one "
-                "is deleted",
-            )
-        return None
 
     # --- reading B2C -----------------------------------------------------------------------
 
@@ -341,18 +337,23 @@ class Reconciler:
             return ReconcileResult(Outcome(Reason.DELETING, "not ours to finalize"), None)
         wanted = spec.deletion_policy == "Delete" and spec.mode == "Sync" and is_owner
         key_set_id = resource.status.key_set_id
-        if wanted and key_set_id and self.graph is not None:
+        if wanted and key_set_id:
             try:
-                await self.graph.delete_key_set(key_set_id)
+                access = await self.tenants.for_keyset(resource.ref.namespace, spec)
+                await access.client.delete_key_set(key_set_id)
                 await self._event(
                     resource.ref, "Normal", "Deleted", f"deleted B2C key set {key_set_id}"
                 )
             except KeySetNotFound:
                 pass
-            except GraphError as error:
+            except (GraphError, TenantRefused) as error:
                 started = resource.deleting_since or now
                 if now - started < self.settings.delete_timeout:
-                    outcome, delay = outcome_for_graph_error(error, key_set_id)
+                    outcome, delay = (
+                        outcome_for_graph_error(error, key_set_id, None)
+                        if isinstance(error, GraphError)
+                        else (Outcome(error.reason, error.message), None)
+                    )
                     deleting = Outcome(
                         Reason.DELETING,
                         f"deleting B2C key set {key_set_id} failed ({outcome.message}); retrying "
@@ -414,7 +415,9 @@ class Reconciler:
         )
 
 
-def outcome_for_graph_error(error: GraphError, key_set_id: str) -> tuple[Outcome, float | None]:
+def outcome_for_graph_error(
+    error: GraphError, key_set_id: str, tenant: TenantKey | None
+) -> tuple[Outcome, float | None]:
     """Ready reason and message for a Graph failure, and a forced retry delay if any."""
     if isinstance(error, Throttled):
         delay = max(error.retry_after, 1.0)
@@ -422,11 +425,14 @@ def outcome_for_graph_error(error: GraphError, key_set_id: str) -> tuple[Outcome
             Reason.THROTTLED, f"Graph throttled the request; retrying in {delay:.0f}s as asked"
         ), delay
     if isinstance(error, Unauthorized):
+        check = (
+            f"the credentials of {tenant} (see its status)"
+            if tenant is not None
+            else "AZURE_TENANT_ID, AZURE_CLIENT_ID and the client secret, certificate or "
+            "federated credential of the operator's app registration in the B2C tenant"
+        )
         return Outcome(
-            Reason.UNAUTHORIZED,
-            f"Graph refused the operator's credentials: {error}. Check AZURE_TENANT_ID, "
-            "AZURE_CLIENT_ID and the client secret, certificate or federated credential of the "
-            "operator's app registration in the B2C tenant",
+            Reason.UNAUTHORIZED, f"Graph refused the operator's credentials: {error}. Check {check}"
         ), None
     if isinstance(error, Forbidden):
         return Outcome(

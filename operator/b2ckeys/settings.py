@@ -88,6 +88,12 @@ class Settings:
     json_logs: bool = False
     # The kubeconfig for the storage layer; None means the in-cluster service account.
     kubeconfig: str | None = None
+    # The operator's own namespace (POD_NAMESPACE): where a ClusterB2CTenant's credential
+    # Secrets are read from, and nowhere else.
+    operator_namespace: str = "default"
+    # The operator's projected service account token (workload identity), which every tenant
+    # with `auth.workloadIdentity` exchanges for its own app registration's Graph token.
+    workload_identity_token_file: str | None = None
 
     def fingerprint_peppers(self) -> list[bytes]:
         """The current pepper first, then the previous ones, then none at all (as before any
@@ -135,6 +141,8 @@ class Settings:
             ),
             json_logs=env.get("B2CKEYS_LOG_FORMAT", "text").lower() == "json",
             kubeconfig=_kubeconfig(env),
+            operator_namespace=env.get("POD_NAMESPACE") or "default",
+            workload_identity_token_file=env.get("AZURE_FEDERATED_TOKEN_FILE") or None,
         )
 
 

@@ -18,10 +18,12 @@ import pytest
 import yaml
 
 from b2ckeys.controller import Controller
+from b2ckeys.graph.client import GraphConnection, TenantClient
 from b2ckeys.kube.api import KubeApi, KubeError, Unreachable
 from b2ckeys.model import ObjectKey
 from b2ckeys.reconcile import Reconciler
 from b2ckeys.settings import Settings
+from b2ckeys.tenant_access import TenantClients
 
 BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 4.0
 
@@ -64,6 +66,10 @@ async def kube(kubeconfig: Path) -> AsyncIterator[KubeApi]:
         api.close()
 
 
+def _never_connects(_: GraphConnection) -> TenantClient:
+    raise AssertionError("no key set reaches Graph while the API server is down")
+
+
 async def test_a_refused_connection_is_a_kube_error_naming_the_request(kube: KubeApi) -> None:
     with pytest.raises(Unreachable) as raised:
         await kube.read_keyset("identity", "token-signing")
@@ -76,7 +82,8 @@ async def test_the_controller_retries_on_the_bounded_backoff(
     kube: KubeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(error_backoff_initial=BACKOFF_INITIAL, error_backoff_max=BACKOFF_MAX)
-    controller = Controller(Reconciler(settings, kube, None, clock=time.time), settings)
+    tenants = TenantClients(settings, kube, None, connect=_never_connects)
+    controller = Controller(Reconciler(settings, kube, tenants, clock=time.time), settings)
     key = ObjectKey("identity", "token-signing")
     body = {
         "metadata": {"namespace": key.namespace, "name": key.name, "generation": 1},

@@ -6,10 +6,11 @@ Only the operations the operator uses are listed. The Graph SDK's own types stop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from b2ckeys.secret import SecretStr
+from b2ckeys.secret import SecretBytes, SecretStr
 
 KeyType = Literal["RSA", "oct"]
 KeyUse = Literal["sig", "enc"]
@@ -49,6 +50,9 @@ class GraphConnection:
     client_id: str
     client_secret: SecretStr | None = None
     client_certificate_path: str | None = None
+    # A PEM certificate with its private key, in memory (a tenant's kubernetes.io/tls Secret):
+    # key material is never written to disk.
+    client_certificate_data: SecretBytes | None = None
     client_certificate_password: SecretStr | None = None
     federated_token_file: str | None = None
     authority_host: str = "https://login.microsoftonline.com"
@@ -68,14 +72,16 @@ class GraphConnection:
             for name, value in (
                 ("client_secret", self.client_secret),
                 ("client_certificate_path", self.client_certificate_path),
+                ("client_certificate_data", self.client_certificate_data),
                 ("federated_token_file", self.federated_token_file),
             )
             if value
         ]
         if len(chosen) != 1:
             raise ValueError(
-                "GraphConnection needs exactly one of client_secret, client_certificate_path or "
-                f"federated_token_file; got {', '.join(chosen) or 'none'}"
+                "GraphConnection needs exactly one of client_secret, client_certificate_path, "
+                "client_certificate_data or federated_token_file; got "
+                + (", ".join(chosen) or "none")
             )
 
 
@@ -149,9 +155,8 @@ class TransientError(GraphError):
 class KeySetClient(Protocol):
     """What the reconciler calls, and nothing else (External Secrets' narrow provider style).
 
-    The Graph client also lists key sets and keys_v2 and sets a key's status; those serve the
-    tenant check and key retirement that are being built, not the reconcile, so they are not
-    part of this interface."""
+    The tenant check needs two calls more (TenantClient, below); the Graph client's keys_v2
+    calls serve key retirement, which is being built, and are in no interface yet."""
 
     async def get_key_set(self, key_set_id: str) -> RemoteKeySet: ...
 
@@ -182,3 +187,13 @@ class KeySetClient(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class TenantClient(KeySetClient, Protocol):
+    """A key set client that can also prove a tenant's credentials (the tenant check)."""
+
+    async def list_key_sets(self) -> Sequence[RemoteKeySet]: ...
+
+    async def granted_roles(self) -> frozenset[str] | None:
+        """The app roles in the Graph access token (None when it is not a readable JWT)."""
+        ...

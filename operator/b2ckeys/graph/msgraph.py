@@ -88,6 +88,7 @@ from msgraph_core import GraphClientFactory
 from msgraph_core.middleware import GraphTelemetryHandler
 from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 
+from b2ckeys.formats import b64url_decode
 from b2ckeys.graph.client import (
     ConcurrentWrite,
     Forbidden,
@@ -333,9 +334,22 @@ def _build_credential(conn: GraphConnection) -> AsyncTokenCredential:
         return ClientSecretCredential(
             conn.tenant_id, conn.client_id, conn.client_secret.reveal(), **kwargs
         )
-    if conn.client_certificate_path:
+    if conn.client_certificate_path or conn.client_certificate_data:
         password = conn.client_certificate_password
+        where = (
+            f"at {conn.client_certificate_path}"
+            if conn.client_certificate_path
+            else "from the tenant's Secret"
+        )
         try:
+            if conn.client_certificate_data is not None:
+                return CertificateCredential(
+                    conn.tenant_id,
+                    conn.client_id,
+                    certificate_data=conn.client_certificate_data.reveal(),
+                    password=password.reveal() if password else None,
+                    **kwargs,
+                )
             return CertificateCredential(
                 conn.tenant_id,
                 conn.client_id,
@@ -345,9 +359,9 @@ def _build_credential(conn: GraphConnection) -> AsyncTokenCredential:
             )
         except (OSError, ValueError) as exc:
             raise Unauthorized(
-                f"cannot load the client certificate at {conn.client_certificate_path} "
-                f"({type(exc).__name__}); it must be a PEM or PKCS#12 file holding the private "
-                "key, with client_certificate_password set if the file is encrypted"
+                f"cannot load the client certificate {where} ({type(exc).__name__}); it must be "
+                "PEM or PKCS#12 holding the private key, with client_certificate_password set "
+                "if it is encrypted"
             ) from None
     assert conn.federated_token_file is not None  # one of the three, checked above
     return ClientAssertionCredential(
@@ -358,7 +372,7 @@ def _build_credential(conn: GraphConnection) -> AsyncTokenCredential:
 def _credential_kind(conn: GraphConnection) -> str:
     if conn.client_secret:
         return "client secret (check it is the secret's value, not its id, and not expired)"
-    if conn.client_certificate_path:
+    if conn.client_certificate_path or conn.client_certificate_data:
         return "client certificate (check its public part is uploaded to the app registration)"
     return (
         "federated token (check the app's federated credential issuer, subject and audience "
@@ -701,6 +715,21 @@ class MsGraphKeySetClient:
             if not page.odata_next_link:
                 return found
             builder = self._key_sets.with_url(page.odata_next_link)
+
+    async def granted_roles(self) -> frozenset[str] | None:
+        """The application roles in this app's Graph access token, or None when the token is
+        not a readable JWT: how a tenant check tells read-write from read-only without writing.
+        Call after a Graph call has succeeded (the credential then has the token cached)."""
+        token = await self._credential.get_token(*self._conn.scopes)
+        parts = token.token.split(".")
+        payload = b64url_decode(parts[1]) if len(parts) == 3 else None
+        try:
+            claims = json.loads(payload) if payload else None
+        except ValueError:
+            claims = None
+        if not isinstance(claims, dict) or not isinstance(claims.get("roles", []), list):
+            return None
+        return frozenset(str(role) for role in claims.get("roles", []))
 
     async def get_key_set(self, key_set_id: str) -> RemoteKeySet:
         request = self._item(key_set_id).to_get_request_information()

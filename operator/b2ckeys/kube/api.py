@@ -26,6 +26,7 @@ from b2ckeys.formats import to_rfc3339
 from b2ckeys.model import KeySetResource, ObjectKey, ResourceRef
 from b2ckeys.secret import SecretBytes
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
+from b2ckeys.tenants import TENANT_PLURALS, TenantKey, TenantResource
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,13 @@ def _keyset_path(namespace: str, name: str, subresource: str = "") -> str:
         f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}"
         f"/{KEYSET_PLURAL}/{quote(name)}"
     )
+    return f"{path}/{subresource}" if subresource else path
+
+
+def _tenant_path(key: TenantKey, subresource: str = "") -> str:
+    plural = TENANT_PLURALS[key.kind]
+    scope = f"/namespaces/{quote(key.namespace)}" if key.namespace else ""
+    path = f"/apis/{API_GROUP}/{API_VERSION}{scope}/{plural}/{quote(key.name)}"
     return f"{path}/{subresource}" if subresource else path
 
 
@@ -230,7 +238,37 @@ class KubeApi:
         except NotFound:
             return None
 
+    async def read_tenant(self, key: TenantKey) -> TenantResource | None:
+        try:
+            body = await self._request("GET", _tenant_path(key))
+        except NotFound:
+            return None
+        return TenantResource.from_body(key.kind, body)
+
+    async def read_namespace_labels(self, name: str) -> dict[str, str] | None:
+        """A namespace's labels (None when it does not exist): what namespaceSelector matches."""
+        try:
+            found = await self._request("GET", f"/api/v1/namespaces/{quote(name)}")
+        except NotFound:
+            return None
+        return {
+            str(k): str(v) for k, v in ((found.get("metadata") or {}).get("labels") or {}).items()
+        }
+
     # --- writes ----------------------------------------------------------------------------
+
+    async def patch_tenant_status(self, key: TenantKey, status: Mapping[str, Any]) -> bool:
+        """Merge-patch a tenant's status subresource; False when the tenant is gone."""
+        try:
+            await self._request(
+                "PATCH",
+                _tenant_path(key, "status"),
+                {"status": dict(status)},
+                "application/merge-patch+json",
+            )
+        except NotFound:
+            return False
+        return True
 
     async def patch_status(
         self,
