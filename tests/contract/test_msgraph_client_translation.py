@@ -27,7 +27,7 @@ from b2ckeys.graph.client import (
     TransientError,
     Unauthorized,
 )
-from b2ckeys.graph.msgraph import (
+from b2ckeys.graph.msgraph_pipeline import (
     REQUIRED_PERMISSION,
     _translate_api_error,
     _translate_transport_error,
