@@ -1,4 +1,5 @@
-"""The pure parts of graph.msgraph: Retry-After parsing and the error table, on real SDK errors.
+"""The pure parts of graph.msgraph_pipeline: Retry-After parsing and the error table (real SDK
+errors).
 
 The end-to-end paths (over HTTPS, through the SDK) are in test_msgraph_client.py; this file pins
 the table for codes and statuses the emulator has no reason to produce.
@@ -33,8 +34,12 @@ from b2ckeys.graph.msgraph_pipeline import (
     _translate_transport_error,
     parse_retry_after,
 )
+from b2ckeys.secret import SecretStr
 
-CONN = GraphConnection(tenant_id="t.onmicrosoft.com", client_id="app-123")
+# A connection needs exactly one credential; the translations never use it.
+CONN = GraphConnection(
+    tenant_id="t.onmicrosoft.com", client_id="app-123", client_secret=SecretStr("unused")
+)
 NOW = 1_800_000_000.0
 
 
