@@ -1,5 +1,4 @@
-"""The pure parts of graph.msgraph_pipeline: Retry-After parsing and the error table (real SDK
-errors).
+"""The pure parts of graph.msgraph_pipeline, on real SDK errors: Retry-After and the error table.
 
 The end-to-end paths (over HTTPS, through the SDK) are in test_msgraph_client.py; this file pins
 the table for codes and statuses the emulator has no reason to produce.
