@@ -42,7 +42,8 @@ from b2ckeys.graph.client import (
     NoActiveKey,
     Unauthorized,
 )
-from b2ckeys.graph.msgraph import REQUIRED_PERMISSION, MsGraphKeySetClient, warm_up_models
+from b2ckeys.graph.msgraph import MsGraphKeySetClient, warm_up_models
+from b2ckeys.graph.msgraph_pipeline import REQUIRED_PERMISSION
 from b2ckeys.secret import SecretStr
 from b2ckeys_emulators.graph.server import EmulatorRules, GraphEmulator
 

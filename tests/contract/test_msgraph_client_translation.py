@@ -1,4 +1,4 @@
-"""The pure parts of graph.msgraph: Retry-After parsing and the error table, on real SDK errors.
+"""The pure parts of graph.msgraph_pipeline, on real SDK errors: Retry-After and the error table.
 
 The end-to-end paths (over HTTPS, through the SDK) are in test_msgraph_client.py; this file pins
 the table for codes and statuses the emulator has no reason to produce.
@@ -27,14 +27,18 @@ from b2ckeys.graph.client import (
     TransientError,
     Unauthorized,
 )
-from b2ckeys.graph.msgraph import (
+from b2ckeys.graph.msgraph_pipeline import (
     REQUIRED_PERMISSION,
     _translate_api_error,
     _translate_transport_error,
     parse_retry_after,
 )
+from b2ckeys.secret import SecretStr
 
-CONN = GraphConnection(tenant_id="t.onmicrosoft.com", client_id="app-123")
+# A connection needs exactly one credential; the translations never use it.
+CONN = GraphConnection(
+    tenant_id="t.onmicrosoft.com", client_id="app-123", client_secret=SecretStr("unused")
+)
 NOW = 1_800_000_000.0
 
 

@@ -32,6 +32,7 @@ from b2ckeys_emulators.devpki import DevCA, rsa_key
 from b2ckeys_emulators.kube.server import RunningKubeEmulator, serve_kube_emulator
 
 CANARY = "canary-sources-3f9a1d"
+CA_NAME = "b2ckeys sources memory test CA"
 SECRETS = "/api/v1/namespaces/ns/secrets"
 
 
@@ -61,15 +62,15 @@ async def _put_secret(emulator: RunningKubeEmulator, name: str, data: dict[str, 
 
 
 async def _material_alive() -> list[str]:
-    """Every private key holder and canary secret that is still reachable, once the event loop
-    has run the callbacks of the worker-thread futures that carried it (they hold their
-    result until then)."""
+    """Every private key holder of this test's CA and canary secret that is still reachable,
+    once the event loop has run the callbacks of the worker-thread futures that carried it
+    (they hold their result until then). Other tests' cached material does not count."""
     for _ in range(3):
         await asyncio.sleep(0)
     gc.collect()
     alive = []
     for obj in gc.get_objects():
-        if isinstance(obj, CertificateWithKey):
+        if isinstance(obj, CertificateWithKey) and obj.leaf.issuer == f"CN={CA_NAME}":
             alive.append(repr(obj))
         elif isinstance(obj, SecretStr) and CANARY in obj.reveal():
             alive.append("SecretStr(<canary>)")
@@ -84,7 +85,7 @@ async def test_no_private_key_or_secret_outlives_a_reconcile_that_writes_nothing
     kube: tuple[RunningKubeEmulator, KubeApi],
 ) -> None:
     emulator, api = kube
-    ca = DevCA.create()
+    ca = DevCA.create(CA_NAME)
     leaf = ca.issue("memory", key=rsa_key(2048, 3))
     await _put_secret(emulator, "tls", ca.tls_secret_data(leaf))
     await _put_secret(emulator, "str", {"k": f"{CANARY}-value".encode()})
@@ -113,7 +114,7 @@ async def test_a_cached_source_is_read_again_for_a_write_and_must_be_the_version
     kube: tuple[RunningKubeEmulator, KubeApi],
 ) -> None:
     emulator, api = kube
-    ca = DevCA.create()
+    ca = DevCA.create(CA_NAME)
     first = ca.issue("first", key=rsa_key(2048, 4))
     await _put_secret(emulator, "tls", ca.tls_secret_data(first))
     reader = SourceReader(Settings(), api)

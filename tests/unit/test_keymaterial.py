@@ -50,6 +50,7 @@ from b2ckeys.keymaterial import (
     load_tls_secret,
     require_field,
 )
+from b2ckeys.keymaterial.limits import MAX_CHAIN_CERTIFICATES
 from b2ckeys.secret import SecretStr
 
 
@@ -328,7 +329,7 @@ TLS_REFUSED = [
     ),
     Refused(
         "too many PEM blocks in tls.crt",
-        _set("tls.crt", lambda: pem(base().leaf) * (keymaterial.MAX_CHAIN_CERTIFICATES + 1)),
+        _set("tls.crt", lambda: pem(base().leaf) * (MAX_CHAIN_CERTIFICATES + 1)),
         "TooLarge",
         "tls.crt",
     ),

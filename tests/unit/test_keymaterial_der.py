@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from keymaterial_pki import encode, encode_indefinite
 
-from b2ckeys import keymaterial_der as der
-from b2ckeys.keymaterial_der import DerError
+from b2ckeys.keymaterial import der
+from b2ckeys.keymaterial.der import DerError
 
 
 @pytest.mark.parametrize(

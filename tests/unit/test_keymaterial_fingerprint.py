@@ -9,7 +9,7 @@ import hmac
 import pytest
 
 from b2ckeys.keymaterial import fingerprint_matches, secret_fingerprint
-from b2ckeys.keymaterial_fingerprint import SCRYPT_N, SCRYPT_P, SCRYPT_R
+from b2ckeys.keymaterial.fingerprint import SCRYPT_N, SCRYPT_P, SCRYPT_R
 from b2ckeys.secret import SecretStr
 
 SECRET = SecretStr("facebook-app-secret-0123456789")

@@ -30,7 +30,6 @@ from keymaterial_pki import (
     x5t,
 )
 
-from b2ckeys import keymaterial_der
 from b2ckeys.keymaterial import (
     CertificateWithKey,
     KeyMaterialError,
@@ -38,6 +37,7 @@ from b2ckeys.keymaterial import (
     load_tls_secret,
     to_pkcs12,
 )
+from b2ckeys.keymaterial.der import pkcs12_layout
 from b2ckeys.secret import SecretStr
 
 OID_DATA = "1.2.840.113549.1.7.1"
@@ -223,7 +223,7 @@ def test_ber_encoded_pfx_opens(chunk: int) -> None:
 def test_layout_reader_agrees_with_the_independent_walker() -> None:
     p = pki()
     raw = pfx(p.leaf_key, p.leaf, [p.intermediate])
-    layout = keymaterial_der.pkcs12_layout(raw)
+    layout = pkcs12_layout(raw)
     assert layout.has_mac
     assert layout.visible_key_bags == 1
     assert layout.encrypted_contents == 1

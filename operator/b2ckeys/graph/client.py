@@ -1,7 +1,8 @@
 """The narrow interface b2ckeys needs from Microsoft Graph's B2C key set API.
 
 Only the operations the operator uses are listed. The Graph SDK's own types stop at
-`b2ckeys.graph.msgraph`; everything else speaks these plain values and errors.
+`b2ckeys.graph.msgraph` and `b2ckeys.graph.msgraph_pipeline`; everything else speaks these
+plain values and errors.
 """
 
 from __future__ import annotations
