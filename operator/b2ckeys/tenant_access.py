@@ -106,10 +106,16 @@ class TenantClients:
             return TenantAccess(None, self.default)
         tenant = await self.kube.read_tenant(key)
         if tenant is None:
+            rule = (
+                " (a key set uses a B2CTenant of its own namespace only; share a tenant across "
+                "namespaces with a ClusterB2CTenant)"
+                if key.namespace
+                else ""
+            )
             raise TenantRefused(
                 Reason.TENANT_NOT_ALLOWED,
-                f"{key} does not exist; create it, or fix spec.tenantRef. Nothing is written "
-                "until it exists",
+                f"{key} does not exist{rule}; create it, or fix spec.tenantRef. Nothing is "
+                "written until it exists",
             )
         labels = await self.kube.read_namespace_labels(namespace) if not key.namespace else None
         why = refusal(

@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,8 +150,16 @@ class Kube:
     def _collection(self, obj: Mapping[str, Any]) -> str:
         api, kind = obj.get("apiVersion", "v1"), obj["kind"]
         ns = (obj.get("metadata") or {}).get("namespace") or self.namespace
-        plural = {"Secret": "secrets", "ConfigMap": "configmaps"}.get(kind, KEYSET_PLURAL)
+        plural = {
+            "Secret": "secrets",
+            "ConfigMap": "configmaps",
+            "Namespace": "namespaces",
+            "B2CTenant": "b2ctenants",
+            "ClusterB2CTenant": "clusterb2ctenants",
+        }.get(kind, KEYSET_PLURAL)
         base = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+        if kind in ("ClusterB2CTenant", "Namespace"):
+            return f"{base}/{plural}"
         return f"{base}/namespaces/{ns}/{plural}"
 
 
@@ -356,11 +364,13 @@ class OperatorControl:
     namespace: str
     current: OperatorThread | None = None
 
-    async def start(self, **settings: Any) -> OperatorThread:
+    async def start(self, *, also: Sequence[str] = (), **settings: Any) -> OperatorThread:
+        """Serve the test's namespace (and the namespaces in `also`) with these settings."""
         import asyncio
 
         assert self.current is None, "stop the running operator first"
-        operator = OperatorThread(self.servers.settings(**settings), [self.namespace])
+        namespaces = [self.namespace, *also]
+        operator = OperatorThread(self.servers.settings(**settings), namespaces)
         operator.start()
         self.current = operator
         # Kopf's ready flag is set before its watch streams exist; the operator is listening

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -203,6 +204,15 @@ class IdentityService:
     @property
     def apps(self) -> list[EmulatedApp]:
         return list(self._apps.values())
+
+    def rotate_secret(self, client_id: str, secret: str) -> bool:
+        """Give an app a new client secret (the old one stops working at once, as when an admin
+        deletes it in the portal); False for an unknown app."""
+        app = self._apps.get(client_id)
+        if app is None:
+            return False
+        self._apps[client_id] = dataclasses.replace(app, secret=secret)
+        return True
 
     def knows_tenant(self, tenant: str) -> bool:
         return tenant.lower() == self.tenant_id.lower()

@@ -187,6 +187,7 @@ def build_app(state: EmulatorState, identity: IdentityService) -> web.Applicatio
         web.post(f"{CONTROL_PREFIX}/clock", _control_clock),
         web.get(f"{CONTROL_PREFIX}/keysets", _control_key_sets),
         web.get(f"{CONTROL_PREFIX}/warnings", _control_warnings),
+        web.post(f"{CONTROL_PREFIX}/apps/{{client_id}}/secret", _control_rotate_secret),
     ]
     app.add_routes(control)
     app.add_routes(
@@ -538,6 +539,20 @@ async def _control_add_fault(request: web.Request) -> web.StreamResponse:
 
 async def _control_clear_faults(request: web.Request) -> web.StreamResponse:
     request.app[_STATE].clear_faults()
+    return web.Response(status=204)
+
+
+async def _control_rotate_secret(request: web.Request) -> web.StreamResponse:
+    """POST {"secret": "..."}: the app's client secret is replaced (a rotation in the portal)."""
+    try:
+        body = await request.json()
+        secret = body["secret"] if isinstance(body, dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise ValueError("give 'secret'")
+    except (ValueError, KeyError) as e:
+        return web.json_response({"error": str(e)}, status=400)
+    if not request.app[_IDENTITY].rotate_secret(request.match_info["client_id"], secret):
+        return web.json_response({"error": "no such app"}, status=404)
     return web.Response(status=204)
 
 
