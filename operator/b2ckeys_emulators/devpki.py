@@ -6,13 +6,16 @@ Keys and certificates are made at run time, in memory; nothing here is ever comm
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from b2ckeys.formats import b64url
 
 
 @lru_cache(maxsize=16)
@@ -121,3 +124,31 @@ class DevCA:
     def tls_secret_data(self, leaf: Issued) -> dict[str, bytes]:
         """A `kubernetes.io/tls` Secret's data as cert-manager writes it."""
         return {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem, "ca.crt": self.root.cert_pem}
+
+
+def service_account_token(
+    key: rsa.RSAPrivateKey,
+    *,
+    issuer: str,
+    subject: str,
+    audience: str,
+    lifetime: int = 600,
+    now: int | None = None,
+) -> str:
+    """A projected service account token as a cluster's OIDC issuer signs it (RS256): what
+    workload identity hands the operator, and what Entra accepts as a federated credential."""
+    issued = int(dt.datetime.now(dt.UTC).timestamp()) if now is None else now
+    header = {"alg": "RS256", "typ": "JWT", "kid": "cluster-signing-key"}
+    claims = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": [audience],
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + lifetime,
+    }
+    signing_input = ".".join(
+        b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+    )
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64url(signature)}"

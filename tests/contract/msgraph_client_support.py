@@ -7,10 +7,7 @@ to the Graph emulator. Only the connection settings differ between tests.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -18,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from graph_emulator_support import GraphEmulatorMaterial
 
+from b2ckeys.formats import b64url
 from b2ckeys.graph.client import GraphConnection
 from b2ckeys.graph.msgraph import MsGraphKeySetClient
 from b2ckeys.secret import SecretStr
+from b2ckeys_emulators.devpki import service_account_token
 from b2ckeys_emulators.graph.identity import FEDERATED_AUDIENCE
 from b2ckeys_emulators.graph.server import EmulatedApp, GraphEmulator, RequestRecord
 
@@ -75,29 +74,13 @@ def write_certificate_credential(directory: Path, material: GraphEmulatorMateria
     return path
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def federated_token(
     key: rsa.RSAPrivateKey, *, issuer: str, subject: str, lifetime: int = 600
 ) -> str:
     """A projected service account token as the cluster's OIDC issuer would sign it (RS256)."""
-    now = int(time.time())
-    header = {"alg": "RS256", "typ": "JWT", "kid": "cluster-signing-key"}
-    claims = {
-        "iss": issuer,
-        "sub": subject,
-        "aud": [FEDERATED_AUDIENCE],
-        "iat": now,
-        "nbf": now,
-        "exp": now + lifetime,
-    }
-    signing_input = ".".join(
-        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+    return service_account_token(
+        key, issuer=issuer, subject=subject, audience=FEDERATED_AUDIENCE, lifetime=lifetime
     )
-    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{_b64url(signature)}"
 
 
 def certificate_thumbprint(material: GraphEmulatorMaterial) -> str:
@@ -105,4 +88,4 @@ def certificate_thumbprint(material: GraphEmulatorMaterial) -> str:
     der = material.certificate.public_bytes(serialization.Encoding.DER)
     digest = hashes.Hash(hashes.SHA1())  # noqa: S303 - x5t is defined as SHA-1
     digest.update(der)
-    return _b64url(digest.finalize())
+    return b64url(digest.finalize())

@@ -7,11 +7,15 @@ are on the real kube-apiserver tier (tests/cluster/test_tenants.py).
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from harness import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -29,6 +33,15 @@ from harness import (
 )
 
 from b2ckeys.settings import API_GROUP, API_VERSION
+from b2ckeys_emulators.devpki import rsa_key, service_account_token
+from b2ckeys_emulators.graph.identity import FEDERATED_AUDIENCE
+from b2ckeys_emulators.graph.server import (
+    EmulatedApp,
+    Fault,
+    GraphEmulator,
+    RequestRecord,
+    serve_graph_emulator,
+)
 
 
 def tenant_body(
@@ -267,3 +280,159 @@ async def test_a_rotated_client_secret_is_used_without_a_restart_and_a_deleted_t
     await kube.patch(await kube.get(app_secret()) or {}, {"data": app_secret()["data"]})
     await kube.create(tenant_body("rotating", servers))
     await kube.wait_reason("fb", "Synced")
+
+
+SECOND_TENANT = "b2ckeys-second.onmicrosoft.com"
+SECOND_CLIENT = "0b2c0000-0000-4000-8000-0000000000b2"
+SECOND_SECRET = "second-tenant-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+async def second_tenant(emulator_ca_dir: Path) -> AsyncIterator[GraphEmulator]:
+    """Another B2C tenant: its own emulator, app and key sets."""
+    app = EmulatedApp(client_id=SECOND_CLIENT, secret=SECOND_SECRET)
+    async with serve_graph_emulator(
+        tls_dir=emulator_ca_dir, tenant_id=SECOND_TENANT, apps=[app]
+    ) as emulator:
+        yield emulator
+
+
+async def test_one_key_set_id_in_two_tenants_is_two_key_sets_and_a_429_holds_back_one_tenant(
+    kube: Kube,
+    graph: Graph,
+    operator: OperatorControl,
+    servers: Servers,
+    second_tenant: GraphEmulator,
+) -> None:
+    await kube.create(app_secret())
+    await kube.create(app_secret(SECOND_SECRET, name="second-app"))
+    await kube.create(tenant_body("first", servers))
+    await kube.create(
+        tenant_body(
+            "second",
+            servers,
+            secret_name="second-app",
+            client_id=SECOND_CLIENT,
+            tenant_id=SECOND_TENANT,
+            graph_url=second_tenant.url,
+        )
+    )
+    shared = unique("Shared")
+    generate = {"generate": {"kty": "RSA"}}
+    await kube.create(keyset("in-first", shared, generate, tenantRef=tenant_ref("first")))
+    await kube.create(keyset("in-second", shared, generate, tenantRef=tenant_ref("second")))
+    # No Conflict: one id, two tenants, two key sets.
+    await kube.wait_reason("in-first", "Synced")
+    await kube.wait_reason("in-second", "Synced")
+    assert f"B2C_1A_{shared}" in await graph.key_sets()
+    assert f"B2C_1A_{shared}" in second_tenant.state.key_set_ids()
+
+    # The first tenant throttles for a while: its key sets wait; the second's keep syncing.
+    await graph.fault(method="GET", path="keySets/B2C_1A_Late", status=429, retry_after="30")
+    late, prompt = unique("Late"), unique("Prompt")
+    await kube.create(keyset("late", late, generate, tenantRef=tenant_ref("first")))
+    await kube.wait_reason("late", "Throttled")
+    await kube.create(keyset("prompt", prompt, generate, tenantRef=tenant_ref("second")))
+    await kube.wait_reason("prompt", "Synced", within=10)
+    assert ready(await kube.keyset("late") or {})["reason"] == "Throttled"
+    assert f"B2C_1A_{prompt}" in second_tenant.state.key_set_ids()
+
+
+async def test_workload_identity_serves_several_tenants_from_one_rewritten_token_file(
+    kube: Kube,
+    operator: OperatorControl,
+    servers: Servers,
+    emulator_ca_dir: Path,
+    tmp_path: Path,
+) -> None:
+    cluster_key = rsa_key(2048, 7)
+    issuer = "https://oidc.cluster.test/issuer"
+    subject = "system:serviceaccount:b2ckeys-system:b2ckeys"
+    public = cluster_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    apps = {
+        tenant_id: EmulatedApp(
+            client_id=f"0b2c0000-0000-4000-8000-00000000f00{i}",
+            federated_issuer=issuer,
+            federated_subject=subject,
+            federated_public_key_pem=public,
+        )
+        for i, tenant_id in enumerate(("wi-one.onmicrosoft.com", "wi-two.onmicrosoft.com"))
+    }
+    token_file = tmp_path / "azure-identity-token"
+
+    def project_token(lifetime: int) -> float:
+        """Write a token as the kubelet does; when it expires."""
+        token = service_account_token(
+            cluster_key,
+            issuer=issuer,
+            subject=subject,
+            audience=FEDERATED_AUDIENCE,
+            lifetime=lifetime,
+        )
+        token_file.write_text(token, encoding="utf-8")
+        return time.time() + lifetime
+
+    # A short-lived first token: once it has expired, only a re-read file can authenticate.
+    first_expires = project_token(lifetime=4)
+    operator.stop()
+    await operator.start(workload_identity_token_file=str(token_file))
+    async with contextlib.AsyncExitStack() as stack:
+        emulators = [
+            await stack.enter_async_context(
+                serve_graph_emulator(tls_dir=emulator_ca_dir, tenant_id=tenant_id, apps=[app])
+            )
+            for tenant_id, app in apps.items()
+        ]
+        for i, emulator in enumerate(emulators):
+            body = tenant_body(
+                f"wi-{i}",
+                servers,
+                client_id=emulator.apps[0].client_id,
+                tenant_id=emulator.tenant_id,
+                graph_url=emulator.url,
+            )
+            body["spec"]["auth"] = {"workloadIdentity": {}}
+            await kube.create(body)
+            await kube.create(
+                keyset(
+                    f"wi-{i}",
+                    f"Wi{i}{uuid.uuid4().hex[:6]}",
+                    {"generate": {"kty": "RSA"}},
+                    tenantRef=tenant_ref(f"wi-{i}"),
+                )
+            )
+        for i in range(len(emulators)):
+            await kube.wait_reason(f"wi-{i}", "Synced")
+
+        # The kubelet rewrites the token; Graph then refuses the cached access token, so the
+        # operator asks Entra again, which only the rewritten file can satisfy.
+        async def expired() -> bool:
+            return time.time() > first_expires
+
+        await wait_for("the first projected token to expire", expired)
+        project_token(lifetime=600)
+        for i, emulator in enumerate(emulators):
+            before = _token_requests(emulator)
+            emulator.state.add_fault(
+                Fault(
+                    path="/trustFramework/keySets/", status=401, code="InvalidAuthenticationToken"
+                )
+            )
+            await kube.patch(
+                await kube.keyset(f"wi-{i}") or {}, {"spec": {"rotation": {"every": "1h"}}}
+            )
+            await kube.wait_keyset(
+                f"wi-{i}",
+                lambda o: (
+                    (o.get("status") or {}).get("observedGeneration") == 2
+                    and ready(o).get("reason") == "Synced"
+                ),
+                "a reconcile with an Entra token from the rewritten file",
+            )
+            assert [r.status for r in _token_requests(emulator)[len(before) :]] == [200]
+
+
+def _token_requests(emulator: GraphEmulator) -> list[RequestRecord]:
+    return [r for r in emulator.state.requests() if r.path.endswith("/oauth2/v2.0/token")]
