@@ -35,12 +35,22 @@ NEEDED: dict[tuple[str, str], frozenset[str]] = {
     ("", "configmaps"): frozenset({"get", "list", "watch"}),
     ("", "events"): frozenset({"create", "patch"}),
     ("events.k8s.io", "events"): frozenset({"create", "patch"}),
-    ("", "namespaces"): frozenset({"list", "watch"}),
+    ("", "namespaces"): frozenset({"get", "list", "watch"}),
+    (GROUP, "b2ctenants"): frozenset({"get", "list", "watch"}),
+    (GROUP, "clusterb2ctenants"): frozenset({"get", "list", "watch"}),
+    (GROUP, "b2ctenants/status"): frozenset({"get", "patch"}),
+    (GROUP, "clusterb2ctenants/status"): frozenset({"get", "patch"}),
     ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"list", "watch"}),
     ("kopf.dev", "kopfpeerings"): frozenset({"get", "list", "watch", "patch"}),
     ("kopf.dev", "clusterkopfpeerings"): frozenset({"get", "list", "watch", "patch"}),
 }
-CLUSTER_SCOPED = {"namespaces", "customresourcedefinitions", "clusterkopfpeerings"}
+CLUSTER_SCOPED = {
+    "namespaces",
+    "customresourcedefinitions",
+    "clusterkopfpeerings",
+    "clusterb2ctenants",
+    "clusterb2ctenants/status",
+}
 
 # Writes the operator must never make (design: it writes status and a finalizer, nothing else).
 FORBIDDEN: list[tuple[str, str, str]] = [
@@ -53,7 +63,9 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     (GROUP, PLURAL, "update"),
     (GROUP, PLURAL, "delete"),
     (GROUP, PLURAL, "deletecollection"),
-    ("", "namespaces", "get"),
+    (GROUP, "b2ctenants", "create"),
+    (GROUP, "clusterb2ctenants", "update"),
+    (GROUP, "clusterb2ctenants", "delete"),
     ("", "namespaces", "delete"),
     ("coordination.k8s.io", "leases", "create"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "create"),
