@@ -23,6 +23,42 @@ from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
 _OLD_SELF = re.compile(r"\boldSelf\b")
+# Property names that are CEL keywords; Kubernetes exposes them to rules as __name__
+# (`self.__namespace__` for a member called namespace).
+_RESERVED = frozenset(
+    [
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    ]
+)
+
+
+def _escaped(value: Any) -> Any:
+    """Object keys as a Kubernetes CEL rule sees them."""
+    if isinstance(value, Mapping):
+        return {(f"__{k}__" if k in _RESERVED else k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -109,9 +145,9 @@ class CelRules:
 
     @staticmethod
     def _evaluate(rule: _Rule, path: str, new: Any, old: Any) -> Verdict:
-        activation: dict[str, Any] = {"self": json_to_cel(new)}
+        activation: dict[str, Any] = {"self": json_to_cel(_escaped(new))}
         if rule.transition:
-            activation["oldSelf"] = json_to_cel(old)
+            activation["oldSelf"] = json_to_cel(_escaped(old))
         where = path or "<root>"
         try:
             result = rule.program.evaluate(activation)

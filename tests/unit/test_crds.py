@@ -103,6 +103,19 @@ SECRET = {"secret": {"name": "facebook-app", "key": "client-secret"}}
 # (id, object, the start of the one refusal expected, or None for "admitted")
 CREATE_CASES: list[tuple[str, Object, str | None]] = [
     ("tls secret", key_set(), None),
+    *[
+        (
+            f"{kind} naming a namespace",
+            key_set(source(**{kind: {**fields, "namespace": "kube-system"}})),
+            f"{kind}.namespace cannot be set",
+        )
+        for kind, fields in (
+            ("tlsSecret", {"name": "t"}),
+            ("pkcs12Secret", {"name": "p"}),
+            ("certificate", {"secretName": "c"}),
+            ("secret", {"name": "s", "key": "k"}),
+        )
+    ],
     ("generate with defaults", key_set(source(generate={})), None),
     ("pkcs12 with defaults", key_set(source(pkcs12Secret={"name": "p12"})), None),
     ("certificate in a secret", key_set(source(certificate={"secretName": "idp"})), None),
