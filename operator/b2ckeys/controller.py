@@ -17,6 +17,7 @@ from typing import Any
 
 from b2ckeys.conditions import Reason
 from b2ckeys.kube.api import KubeError
+from b2ckeys.leader import Leadership, NotLeading
 from b2ckeys.model import ObjectKey, SpecError, normalized_key_set_id, parse_spec
 from b2ckeys.settings import Settings
 from b2ckeys.sync import Reconciler
@@ -80,6 +81,7 @@ class Controller:
         self.queue: WorkQueue[ObjectKey] = WorkQueue(
             self._work, concurrency=settings.max_concurrent_reconciles, clock=monotonic
         )
+        self.leadership = Leadership.unelected()  # leader election hook (runtime.py sets it)
 
     # --- events ----------------------------------------------------------------------------
 
@@ -150,7 +152,14 @@ class Controller:
 
     # --- work ------------------------------------------------------------------------------
 
+    def requeue_all(self) -> None:
+        """Reconcile every key set seen so far: what a newly elected leader does first."""
+        for key in sorted(self._bodies, key=str):
+            self.queue.add(key)
+
     async def _work(self, key: ObjectKey) -> float | None:
+        if not self.leadership.is_leading():  # leader election hook: a standby writes nothing
+            return None  # requeue_all() brings it back when this replica leads
         _, known_target = self._routes.get(key, (set(), None))
         tenant = known_target[0] if known_target is not None else DEFAULT_TENANT
         gate = (
@@ -174,6 +183,8 @@ class Controller:
                 result = await self._reconciler.reconcile(
                     body, owner=owner if owner != key else None
                 )
+        except NotLeading:  # leader election hook: lost the Lease mid-reconcile
+            return None  # the new leader resyncs it; nothing more is written from here
         except KubeError as error:
             # The API server restarting or refusing one write is a failed reconcile like any
             # other: the bounded backoff, not the work queue's last-resort delay for bugs.

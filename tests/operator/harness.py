@@ -280,6 +280,12 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
         "error_backoff_max": 0.5,
         "delete_timeout": 2.0,
         "outcome_unknown_delay": 0.2,
+        # Leader election on, as in production, on a compressed clock (client-go's ratios).
+        "lease_duration": 4.0,
+        "renew_deadline": 3.0,
+        "retry_period": 0.5,
+        # Several operators may run in this one process: each on a port of its own.
+        "metrics_address": "127.0.0.1:0",
     }
     values.update(overrides)
     return replace(settings, **values)
@@ -360,6 +366,7 @@ class OperatorControl:
         import asyncio
 
         assert self.current is None, "stop the running operator first"
+        settings.setdefault("lease_namespace", self.namespace)  # each test elects on its own
         operator = OperatorThread(self.servers.settings(**settings), [self.namespace])
         operator.start()
         self.current = operator
