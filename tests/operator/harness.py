@@ -241,10 +241,13 @@ class OperatorThread:
     stop_flag: threading.Event = field(default_factory=threading.Event)
     ready_flag: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
+    memo: kopf.Memo = field(default_factory=kopf.Memo)  # memo["runtime"] once started
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
         import b2ckeys.handlers  # noqa: F401  (registers with Kopf's default registry)
+
+        self.memo["settings"] = self.settings
 
         def main() -> None:
             try:
@@ -253,7 +256,7 @@ class OperatorThread:
                         registry=kopf.get_default_registry(),
                         namespaces=self.namespaces,
                         standalone=True,
-                        memo=kopf.Memo(settings=self.settings),
+                        memo=self.memo,
                         stop_flag=self.stop_flag,
                         ready_flag=self.ready_flag,
                     )
@@ -261,7 +264,9 @@ class OperatorThread:
             except BaseException as e:  # surfaced by the fixture
                 self.errors.append(e)
 
-        self._thread = threading.Thread(target=main, name="operator", daemon=True)
+        # Named after the replica, so a log record says which of two operators wrote it.
+        name = f"operator {self.settings.pod_name}" if self.settings.pod_name else "operator"
+        self._thread = threading.Thread(target=main, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
