@@ -315,10 +315,13 @@ class LeaderElector:
         elif not leading and self._announced_leading:
             self._announced_leading = False
             holder = self._observed.holder if self._observed else ""
+            why = (
+                f"no renewal for the renew deadline of {self._timings.renew_deadline:g}s"
+                if holder == self.identity
+                else f"the Lease is held by {holder or 'nobody'}"
+            )
             logger.warning(
-                "lost the leadership (%s; the Lease is held by %s): stopped writing, standing by",
-                self.identity,
-                holder or "nobody",
+                "lost the leadership (%s; %s): stopped writing, standing by", self.identity, why
             )
             self._on_stopped()
 
