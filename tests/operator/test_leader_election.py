@@ -206,7 +206,11 @@ async def test_the_standby_takes_over_at_once_when_the_leader_stops_and_resyncs_
 
     keys = await wait_for("the new leader to resync the deleted key set", recreated, 10.0)
     assert len(keys) == 1
-    assert thread_log.writes_by("op-b"), "the standby turned leader wrote nothing"
+
+    async def logged_by_op_b() -> list[str]:  # the log line follows the upload's response
+        return thread_log.writes_by("op-b")
+
+    await wait_for("op-b to log its write", logged_by_op_b, 5.0)
     assert any(
         t == "operator op-b" and m.startswith("became the leader") for t, m in thread_log.records
     )
