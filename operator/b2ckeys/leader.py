@@ -242,6 +242,10 @@ class LeaderElector:
         except LeaseUnavailable as error:
             level = logging.WARNING if self.leadership.is_leading() else logging.DEBUG
             logger.log(level, "leader election: %s", error)
+        except Exception:
+            # A bug here must not end the election: the gate closes by the clock regardless,
+            # and the next retry may succeed.
+            logger.exception("leader election attempt failed unexpectedly")
         self._notice_transition()
         return decision
 

@@ -24,6 +24,7 @@ from b2ckeys.leader import (
     decide,
     default_identity,
 )
+from b2ckeys.leader_gates import LeaderGatedKeySetClient
 from b2ckeys.settings import Settings, SettingsError
 
 EPOCH = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -137,6 +138,37 @@ def test_without_election_the_gate_is_always_open() -> None:
     leadership = Leadership.unelected()
     leadership.ensure_leading()
     assert leadership.seconds_left() == float("inf")
+
+
+class RecordingKeySets:
+    """The inner Graph client: records what reached it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def get_key_set(self, key_set_id: str) -> None:
+        self.calls.append(f"get {key_set_id}")
+
+    async def upload_certificate(self, key_set_id: str, *, certificate_der_b64: str) -> None:
+        self.calls.append(f"upload {key_set_id}")
+
+
+async def test_graph_writes_pass_the_gate_and_reads_do_not_need_it() -> None:
+    clock = Clock()
+    leadership = Leadership("me", 10.0, clock=clock)
+    inner = RecordingKeySets()
+    gated = LeaderGatedKeySetClient(inner, leadership)  # type: ignore[arg-type]
+
+    await gated.get_key_set("B2C_1A_K")  # a standby may look
+    with pytest.raises(NotLeading):
+        await gated.upload_certificate("B2C_1A_K", certificate_der_b64="AA==")
+    leadership.renewed(clock.now)
+    await gated.upload_certificate("B2C_1A_K", certificate_der_b64="AA==")
+    clock.advance(10.0)
+    with pytest.raises(NotLeading):
+        await gated.upload_certificate("B2C_1A_K", certificate_der_b64="AA==")
+
+    assert inner.calls == ["get B2C_1A_K", "upload B2C_1A_K"]
 
 
 # --- two electors on one Lease ----------------------------------------------------------------
