@@ -17,6 +17,7 @@ from typing import Any
 
 from b2ckeys.conditions import Reason
 from b2ckeys.kube.api import KubeError
+from b2ckeys.leader import Leadership, NotLeading
 from b2ckeys.model import KeySetResource, ObjectKey, normalized_key_set_id
 from b2ckeys.reconcile import Reconciler
 from b2ckeys.settings import Settings
@@ -134,6 +135,7 @@ class Controller:
         self.tenant_queue: WorkQueue[TenantKey] = WorkQueue(
             self._verify_tenant, concurrency=2, clock=monotonic
         )
+        self.leadership = Leadership.unelected()  # leader election hook (runtime.py sets it)
 
     # --- events ----------------------------------------------------------------------------
 
@@ -208,6 +210,8 @@ class Controller:
             self.queue.add(key)
 
     async def _verify_tenant(self, key: TenantKey) -> float | None:
+        if not self.leadership.is_leading():  # a standby writes no tenant status either
+            return None  # requeue_all() brings it back when this replica leads
         try:
             present = await self._reconciler.tenants.verify_and_report(
                 key, self._reconciler.clock()
@@ -262,7 +266,16 @@ class Controller:
 
     # --- work ------------------------------------------------------------------------------
 
+    def requeue_all(self) -> None:
+        """Reconcile every key set seen so far: what a newly elected leader does first."""
+        for key in sorted(self._resources, key=str):
+            self.queue.add(key)
+        for tenant in sorted(self._tenant_generations):
+            self.tenant_queue.add(tenant)
+
     async def _work(self, key: ObjectKey) -> float | None:
+        if not self.leadership.is_leading():  # leader election hook: a standby writes nothing
+            return None  # requeue_all() brings it back when this replica leads
         _, known_target = self._routes.get(key, (set(), None))
         tenant = known_target[0] if known_target is not None else DEFAULT_TENANT
         gate = (
@@ -290,6 +303,8 @@ class Controller:
                 result = await self._reconciler.reconcile(
                     resource, owner=owner if owner != key else None
                 )
+        except NotLeading:  # leader election hook: lost the Lease mid-reconcile
+            return None  # the new leader resyncs it; nothing more is written from here
         except KubeError as error:
             # The API server restarting or refusing one write is a failed reconcile like any
             # other: the bounded backoff, not the work queue's last-resort delay for bugs.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
     )
+    parser.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve /metrics and /readyz here (default: B2CKEYS_METRICS_ADDRESS or 0.0.0.0:8081)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        help="where the leader Lease lives (default: POD_NAMESPACE, the pod's own namespace, "
+        "else `default`); for running outside a cluster",
+    )
     return parser
 
 
@@ -45,6 +57,11 @@ def main(argv: Sequence[str]) -> int:
     except SettingsError as e:
         print(f"b2ckeys run: {e}", file=sys.stderr)
         return 2
+    # Leader election and metrics hook: the flags win over the environment.
+    if args.metrics_address:
+        settings = dataclasses.replace(settings, metrics_address=args.metrics_address)
+    if args.leader_election_namespace:
+        settings = dataclasses.replace(settings, operator_namespace=args.leader_election_namespace)
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if settings.json_logs else kopf.LogFormat.PLAIN,

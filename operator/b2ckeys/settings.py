@@ -23,6 +23,10 @@ FINALIZER = "b2ckeys.dev/delete-key-set"
 FORCE_SYNC_ANNOTATION = "b2ckeys.dev/force-sync"
 PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
 PUBLIC_GRAPH_BETA = "https://graph.microsoft.com/beta"
+LEASE_NAME = "b2ckeys-leader"
+METRICS_ADDRESS = "0.0.0.0:8081"
+# Where a pod finds its own namespace when the Deployment does not pass POD_NAMESPACE.
+SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 # Intervals that pace a loop may be short (tests use tenths of a second) but never zero, which
@@ -88,12 +92,31 @@ class Settings:
     json_logs: bool = False
     # The kubeconfig for the storage layer; None means the in-cluster service account.
     kubeconfig: str | None = None
-    # The operator's own namespace (POD_NAMESPACE): where a ClusterB2CTenant's credential
-    # Secrets are read from, and nowhere else.
+    # Leader election (leader.py): one replica writes, the others stand by with watches open.
+    # client-go's semantics and defaults: a holder that has not renewed for `lease_duration`
+    # may be replaced; the holder itself stops writing once it has failed to renew for
+    # `renew_deadline` (shorter, so it stops before anyone can take over); every replica
+    # tries to acquire or renew every `retry_period`.
+    leader_election: bool = True
+    lease_name: str = LEASE_NAME
+    # The operator's own namespace (POD_NAMESPACE): where its Lease lives, and where a
+    # ClusterB2CTenant's credential Secrets are read from (and nowhere else).
     operator_namespace: str = "default"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    # The candidate's identity in the Lease; None: the hostname plus a random suffix.
+    pod_name: str | None = None
+    # /metrics and /readyz (host:port); None serves neither (tests that run several operators
+    # in one process).
+    metrics_address: str | None = METRICS_ADDRESS
     # The operator's projected service account token (workload identity), which every tenant
     # with `auth.workloadIdentity` exchanges for its own app registration's Graph token.
     workload_identity_token_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.leader_election:
+            _check_election_timings(self.lease_duration, self.renew_deadline, self.retry_period)
 
     def fingerprint_peppers(self) -> list[bytes]:
         """The current pepper first, then the previous ones, then none at all (as before any
@@ -141,9 +164,62 @@ class Settings:
             ),
             json_logs=env.get("B2CKEYS_LOG_FORMAT", "text").lower() == "json",
             kubeconfig=_kubeconfig(env),
-            operator_namespace=env.get("POD_NAMESPACE") or "default",
+            leader_election=_bool(env, "B2CKEYS_LEADER_ELECTION", True),
+            lease_name=env.get("B2CKEYS_LEADER_ELECTION_LEASE_NAME") or LEASE_NAME,
+            operator_namespace=_own_namespace(env),
+            lease_duration=_duration(env, "B2CKEYS_LEASE_DURATION", 15.0, minimum=1.0),
+            renew_deadline=_duration(env, "B2CKEYS_RENEW_DEADLINE", 10.0, minimum=_LOOP_FLOOR),
+            retry_period=_duration(env, "B2CKEYS_RETRY_PERIOD", 2.0, minimum=_LOOP_FLOOR),
+            pod_name=env.get("POD_NAME") or None,
+            metrics_address=_address(env, "B2CKEYS_METRICS_ADDRESS", METRICS_ADDRESS),
             workload_identity_token_file=env.get("AZURE_FEDERATED_TOKEN_FILE") or None,
         )
+
+
+def _check_election_timings(lease: float, renew: float, retry: float) -> None:
+    """client-go's rule: a leader gives up (renew deadline) before its lease can be taken, and
+    retries often enough to renew before its deadline even with jitter."""
+    if not lease > renew:
+        raise SettingsError(
+            f"B2CKEYS_LEASE_DURATION ({lease:g}s) must be longer than B2CKEYS_RENEW_DEADLINE "
+            f"({renew:g}s), so a leader stops writing before another can take its lease"
+        )
+    if not renew > 1.2 * retry:
+        raise SettingsError(
+            f"B2CKEYS_RENEW_DEADLINE ({renew:g}s) must be longer than 1.2 x "
+            f"B2CKEYS_RETRY_PERIOD ({retry:g}s)"
+        )
+
+
+def _own_namespace(env: Mapping[str, str]) -> str:
+    """Where the Lease lives: POD_NAMESPACE (the downward API), else the pod's service account
+    namespace, else `default` (outside a cluster; `b2ckeys run --leader-election-namespace`)."""
+    if env.get("POD_NAMESPACE"):
+        return env["POD_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE_FILE, encoding="utf-8") as file:
+            return file.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"true", "1", "yes"}:
+        return True
+    if raw in {"false", "0", "no"}:
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected true or false")
+
+
+def _address(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    _, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"{name}={raw!r}: expected host:port, e.g. {default}")
+    return raw
 
 
 def _kubeconfig(env: Mapping[str, str]) -> str | None:

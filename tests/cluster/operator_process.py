@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from apiserver import ROOT, KubeCluster, ServerProcess, wait_until
+from apiserver import ROOT, KubeCluster, ServerProcess, free_loopback_port, wait_until
 from kubernetes import client as k8s
 
 from b2ckeys_emulators.graph.server import EmulatedApp, GraphEmulator, serve_graph_emulator
@@ -48,6 +48,10 @@ OPERATOR_TIMINGS = {
     "B2CKEYS_ERROR_BACKOFF_MAX": "2s",
     # Long enough for a few retries of a failing DELETE, short enough for a test to wait out.
     "B2CKEYS_DELETE_TIMEOUT": "6s",
+    # Leader election on, as in production, on a compressed clock (client-go's ratios).
+    "B2CKEYS_LEASE_DURATION": "4s",
+    "B2CKEYS_RENEW_DEADLINE": "3s",
+    "B2CKEYS_RETRY_PERIOD": "500ms",
 }
 # RBAC bindings reach the authorizer through an informer: a moment after they are written.
 RBAC_PROPAGATION_TIMEOUT_SECONDS = 10.0
@@ -314,6 +318,10 @@ def operator_env(kubeconfig: Path, graph: GraphEmulatorThread) -> dict[str, str]
         # The Graph emulator's CA; the API server's CA comes from the kubeconfig.
         "SSL_CERT_FILE": ca,
         "REQUESTS_CA_BUNDLE": ca,
+        # The Lease lives where the Deployment runs (its Role is there); /metrics and /readyz
+        # on a port of this process's own, so operators and other test sessions never clash.
+        "POD_NAMESPACE": OPERATOR_NAMESPACE,
+        "B2CKEYS_METRICS_ADDRESS": f"127.0.0.1:{free_loopback_port()}",
         **OPERATOR_TIMINGS,
     }
 

@@ -41,15 +41,19 @@ NEEDED: dict[tuple[str, str], frozenset[str]] = {
     (GROUP, "b2ctenants/status"): frozenset({"get", "patch"}),
     (GROUP, "clusterb2ctenants/status"): frozenset({"get", "patch"}),
     ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"list", "watch"}),
-    ("kopf.dev", "kopfpeerings"): frozenset({"get", "list", "watch", "patch"}),
-    ("kopf.dev", "clusterkopfpeerings"): frozenset({"get", "list", "watch", "patch"}),
 }
 CLUSTER_SCOPED = {
     "namespaces",
     "customresourcedefinitions",
-    "clusterkopfpeerings",
     "clusterb2ctenants",
     "clusterb2ctenants/status",
+}
+# Leader election, in the operator's own namespace only: (group, resource, verb, resourceNames).
+LEASE_NAME = "b2ckeys-leader"
+NEEDED_IN_OWN_NAMESPACE: set[tuple[str, str, str, tuple[str, ...]]] = {
+    ("coordination.k8s.io", "leases", "create", ()),
+    ("coordination.k8s.io", "leases", "get", (LEASE_NAME,)),
+    ("coordination.k8s.io", "leases", "update", (LEASE_NAME,)),
 }
 
 # Writes the operator must never make (design: it writes status and a finalizer, nothing else).
@@ -68,6 +72,11 @@ FORBIDDEN: list[tuple[str, str, str]] = [
     (GROUP, "clusterb2ctenants", "delete"),
     ("", "namespaces", "delete"),
     ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
+    ("coordination.k8s.io", "leases", "delete"),
+    # Kopf runs standalone: leader election is a Lease, not Kopf's peering objects.
+    ("kopf.dev", "kopfpeerings", "patch"),
+    ("kopf.dev", "clusterkopfpeerings", "patch"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "create"),
     ("rbac.authorization.k8s.io", "clusterrolebindings", "create"),
     ("", "serviceaccounts/token", "create"),
@@ -84,14 +93,29 @@ def triples(rules: list[k8s.V1ResourceRule]) -> set[tuple[str, str, str]]:
     }
 
 
-def rules_review(api_client: k8s.ApiClient, namespace: str) -> set[tuple[str, str, str]]:
+def resource_rules(api_client: k8s.ApiClient, namespace: str) -> list[k8s.V1ResourceRule]:
     review = k8s.AuthorizationV1Api(api_client).create_self_subject_rules_review(
         k8s.V1SelfSubjectRulesReview(spec=k8s.V1SelfSubjectRulesReviewSpec(namespace=namespace))
     )
     status = review.status
     assert status is not None
     assert not status.incomplete, status.evaluation_error
-    return triples(status.resource_rules)
+    return list(status.resource_rules)
+
+
+def rules_review(api_client: k8s.ApiClient, namespace: str) -> set[tuple[str, str, str]]:
+    return triples(resource_rules(api_client, namespace))
+
+
+def named_rules(rules: list[k8s.V1ResourceRule]) -> set[tuple[str, str, str, tuple[str, ...]]]:
+    """Like triples, with the rule's resourceNames (empty: any name)."""
+    return {
+        (group, resource, verb, tuple(sorted(rule.resource_names or [])))
+        for rule in rules
+        for group in rule.api_groups or []
+        for resource in rule.resources or []
+        for verb in rule.verbs
+    }
 
 
 def allowed(
@@ -230,6 +254,17 @@ def test_effective_rules_are_exactly_what_the_operator_needs(
     assert needed - granted == set(), "missing rules"
 
 
+def test_in_its_own_namespace_it_may_also_take_its_one_lease(
+    operator_client: k8s.ApiClient, unbound_client: k8s.ApiClient, user_objects: str
+) -> None:
+    baseline = named_rules(resource_rules(unbound_client, OPERATOR_NAMESPACE))
+    cluster_wide = {(g, r, v, ()) for (g, r), verbs in NEEDED.items() for v in verbs}
+
+    granted = named_rules(resource_rules(operator_client, OPERATOR_NAMESPACE)) - baseline
+
+    assert granted == cluster_wide | NEEDED_IN_OWN_NAMESPACE
+
+
 # --- access reviews -----------------------------------------------------------------------------
 
 NEEDED_CHECKS = [
@@ -309,8 +344,6 @@ def test_operator_reads_and_watches_what_it_needs(
     core.list_config_map_for_all_namespaces()
     core.list_namespace()
     extensions.list_custom_resource_definition()
-    custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "b2ckeys")
-    custom.list_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings")
 
     # Opening a watch is authorised before the first event: a 200 response is the proof.
     watches: list[Callable[[], Any]] = [
@@ -319,7 +352,6 @@ def test_operator_reads_and_watches_what_it_needs(
         lambda: core.list_config_map_for_all_namespaces(**WATCH),
         lambda: core.list_namespace(**WATCH),
         lambda: extensions.list_custom_resource_definition(**WATCH),
-        lambda: custom.list_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", **WATCH),
     ]
     for open_watch in watches:
         response = open_watch()
@@ -327,7 +359,7 @@ def test_operator_reads_and_watches_what_it_needs(
         response.close()
 
 
-def test_operator_writes_status_finalizers_events_and_peerings(
+def test_operator_writes_status_finalizers_and_events(
     operator_client: k8s.ApiClient, user_objects: str
 ) -> None:
     core = k8s.CoreV1Api(operator_client)
@@ -379,14 +411,6 @@ def test_operator_writes_status_finalizers_events_and_peerings(
         name_of(new_style), ns, {"series": {"count": 2, "lastObservedTime": micro_time()}}
     )
 
-    heartbeat = {"status": {"b2ckeys-0": {"priority": 0, "lifetime": 60}}}
-    custom.patch_cluster_custom_object(
-        "kopf.dev", "v1", "clusterkopfpeerings", "b2ckeys", heartbeat
-    )
-    custom.patch_namespaced_custom_object(
-        "kopf.dev", "v1", ns, "kopfpeerings", "b2ckeys", heartbeat
-    )
-
     stored = cast(
         dict[str, Any],
         custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "token-signing"),
@@ -408,6 +432,7 @@ def test_operator_is_refused_writes_it_must_never_make(
         "metadata": {"name": "made-by-operator"},
         "spec": {"keySetId": "Other", "source": {"generate": {}}},
     }
+    heartbeat = {"status": {"b2ckeys-0": {"priority": 0, "lifetime": 60}}}
 
     refused = {
         "create Secret": lambda: core.create_namespaced_secret(ns, new_secret),
@@ -420,11 +445,59 @@ def test_operator_is_refused_writes_it_must_never_make(
         "create TrustFrameworkKeySet": lambda: custom.create_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, new_keyset
         ),
+        "patch ClusterKopfPeering": lambda: custom.patch_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", "b2ckeys", heartbeat
+        ),
+        "patch KopfPeering": lambda: custom.patch_namespaced_custom_object(
+            "kopf.dev", "v1", ns, "kopfpeerings", "b2ckeys", heartbeat
+        ),
     }
 
     statuses = {what: status_of(call) for what, call in refused.items()}
 
     assert statuses == dict.fromkeys(refused, 403)
+
+
+def lease(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"holderIdentity": "b2ckeys-0", "leaseDurationSeconds": 15},
+    }
+
+
+def test_operator_takes_its_lease_and_no_other(
+    operator_client: k8s.ApiClient, kube_cluster: KubeCluster, user_objects: str
+) -> None:
+    leases = k8s.CoordinationV1Api(operator_client)
+    admin = k8s.CoordinationV1Api(kube_cluster.admin)
+    own = OPERATOR_NAMESPACE
+    admin.create_namespaced_lease(own, lease(own, "someone-elses"))
+
+    leases.create_namespaced_lease(own, lease(own, LEASE_NAME))
+    held = leases.read_namespaced_lease(LEASE_NAME, own)
+    assert held.spec is not None
+    held.spec.holder_identity = "b2ckeys-1"
+    leases.replace_namespaced_lease(LEASE_NAME, own, held)
+
+    refused = {
+        "read another Lease": lambda: leases.read_namespaced_lease("someone-elses", own),
+        "update another Lease": lambda: leases.patch_namespaced_lease(
+            "someone-elses", own, {"spec": {"holderIdentity": "b2ckeys-0"}}
+        ),
+        "delete its Lease": lambda: leases.delete_namespaced_lease(LEASE_NAME, own),
+        "list Leases": lambda: leases.list_namespaced_lease(own),
+        "create a Lease elsewhere": lambda: leases.create_namespaced_lease(
+            user_objects, lease(user_objects, LEASE_NAME)
+        ),
+    }
+    statuses = {what: status_of(call) for what, call in refused.items()}
+
+    assert statuses == dict.fromkeys(refused, 403)
+    stored = admin.read_namespaced_lease(LEASE_NAME, own)
+    assert stored.spec is not None
+    assert stored.spec.holder_identity == "b2ckeys-1"
 
 
 def test_a_refusal_names_the_service_account(

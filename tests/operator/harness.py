@@ -249,10 +249,13 @@ class OperatorThread:
     stop_flag: threading.Event = field(default_factory=threading.Event)
     ready_flag: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
+    memo: kopf.Memo = field(default_factory=kopf.Memo)  # memo["runtime"] once started
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
         import b2ckeys.handlers  # noqa: F401  (registers with Kopf's default registry)
+
+        self.memo["settings"] = self.settings
 
         def main() -> None:
             try:
@@ -261,7 +264,7 @@ class OperatorThread:
                         registry=kopf.get_default_registry(),
                         namespaces=self.namespaces,
                         standalone=True,
-                        memo=kopf.Memo(settings=self.settings),
+                        memo=self.memo,
                         stop_flag=self.stop_flag,
                         ready_flag=self.ready_flag,
                     )
@@ -269,7 +272,9 @@ class OperatorThread:
             except BaseException as e:  # surfaced by the fixture
                 self.errors.append(e)
 
-        self._thread = threading.Thread(target=main, name="operator", daemon=True)
+        # Named after the replica, so a log record says which of two operators wrote it.
+        name = f"operator {self.settings.pod_name}" if self.settings.pod_name else "operator"
+        self._thread = threading.Thread(target=main, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -288,6 +293,12 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
         "error_backoff_max": 0.5,
         "delete_timeout": 2.0,
         "outcome_unknown_delay": 0.2,
+        # Leader election on, as in production, on a compressed clock (client-go's ratios).
+        "lease_duration": 4.0,
+        "renew_deadline": 3.0,
+        "retry_period": 0.5,
+        # Several operators may run in this one process: each on a port of its own.
+        "metrics_address": "127.0.0.1:0",
     }
     values.update(overrides)
     return replace(settings, **values)
@@ -369,6 +380,7 @@ class OperatorControl:
         import asyncio
 
         assert self.current is None, "stop the running operator first"
+        settings.setdefault("operator_namespace", self.namespace)  # each test elects on its own
         namespaces = [self.namespace, *also]
         operator = OperatorThread(self.servers.settings(**settings), namespaces)
         operator.start()

@@ -97,7 +97,12 @@ def liveness_url() -> str:
 
 def test_kustomization_names_the_namespace_and_local_resources_only() -> None:
     assert KUSTOMIZATION["namespace"] == NAMESPACE
-    assert set(KUSTOMIZATION["resources"]) == {"namespace.yaml", "rbac.yaml", "deployment.yaml"}
+    assert set(KUSTOMIZATION["resources"]) == {
+        "namespace.yaml",
+        "rbac.yaml",
+        "deployment.yaml",
+        "poddisruptionbudget.yaml",
+    }
     for name in KUSTOMIZATION["resources"]:
         # kustomize's default load restriction: nothing from outside the kustomization root.
         assert (BASE / name).resolve().is_relative_to(BASE.resolve()), name
@@ -107,7 +112,16 @@ def test_kustomization_names_the_namespace_and_local_resources_only() -> None:
 def test_every_object_has_a_kind_a_name_and_our_namespace_if_any() -> None:
     kinds = sorted(d["kind"] for d in ALL)
     assert kinds == sorted(
-        ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+        ]
     )
     for doc in ALL:
         assert doc["metadata"]["name"]
@@ -123,10 +137,29 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard() -> None:
 # --- the Deployment -----------------------------------------------------------------------------
 
 
-def test_one_replica_replaced_with_recreate() -> None:
-    # Kopf runs standalone: two pods at once, even during a rollout, are two B2C writers.
-    assert DEPLOYMENT["spec"]["replicas"] == 1
-    assert DEPLOYMENT["spec"]["strategy"] == {"type": "Recreate"}
+def test_two_replicas_rolled_without_ever_losing_the_standby() -> None:
+    # The Lease, not the pod count, keeps one writer: a rollout surges a new (standby) pod and
+    # only then stops an old one, so a ready replica can always take the Lease over.
+    assert DEPLOYMENT["spec"]["replicas"] == 2
+    assert DEPLOYMENT["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+
+
+def test_a_disruption_takes_at_most_one_replica() -> None:
+    budget = one("PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in budget["spec"]  # scaled to one, a drain must still proceed
+    assert budget["spec"]["selector"] == DEPLOYMENT["spec"]["selector"]
+
+
+def test_the_replicas_spread_over_nodes_without_blocking_a_one_node_cluster() -> None:
+    (spread,) = POD["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["maxSkew"] == 1
+    assert spread["labelSelector"] == DEPLOYMENT["spec"]["selector"]
 
 
 def test_the_selector_matches_the_pod_labels() -> None:
@@ -209,6 +242,37 @@ def test_the_probes_hit_the_liveness_endpoint_the_operator_serves() -> None:
         assert http_get["path"] == url.path, probe_name
 
 
+def test_readiness_is_the_operators_readyz_on_the_metrics_port() -> None:
+    ports = {p["name"]: p["containerPort"] for p in OPERATOR["ports"]}
+    default_port = int(str(Settings().metrics_address).rsplit(":", 1)[1])
+    assert ports["metrics"] == default_port == 8081
+    assert OPERATOR["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+
+
+def test_the_lease_role_grants_create_and_get_update_of_the_one_lease_in_our_namespace() -> None:
+    role, binding = one("Role"), one("RoleBinding")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [Settings().lease_name],
+            "verbs": ["get", "update"],
+        },
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": POD["serviceAccountName"], "namespace": NAMESPACE}
+    ]
+    cluster_role = one("ClusterRole")
+    assert not [r for r in cluster_role["rules"] if "coordination.k8s.io" in r["apiGroups"]]
+
+
 def test_resources_cover_the_measured_memory_with_headroom() -> None:
     requests, limits = OPERATOR["resources"]["requests"], OPERATOR["resources"]["limits"]
     request, limit = quantity(requests["memory"]), quantity(limits["memory"])
@@ -244,6 +308,11 @@ def test_workload_identity_is_the_one_credential() -> None:
 
 def test_kopf_gets_its_identity_from_the_pod_name() -> None:
     assert env()["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_leader_election_gets_its_identity_and_namespace_from_the_downward_api() -> None:
+    assert env()["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env()["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
 
 
 def _documented_tuning() -> dict[str, str]:

@@ -147,7 +147,12 @@ class KubeApi:
     # --- raw transport ---------------------------------------------------------------------
 
     def _call(
-        self, method: str, path: str, body: Any = None, content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: tuple[float, float] = _REQUEST_TIMEOUT,
     ) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
         if content_type:
@@ -165,7 +170,7 @@ class KubeApi:
                 url,
                 header_params=header_params,
                 body=serialized,
-                _request_timeout=_REQUEST_TIMEOUT,
+                _request_timeout=timeout,
             )
             raw = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
@@ -190,6 +195,17 @@ class KubeApi:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._pool, lambda: self._call(method, path, body, content_type)
+        )
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, within: float
+    ) -> dict[str, Any]:
+        """One JSON request with this client's auth, errors and threads, bounded by `within`
+        seconds to connect and as many to read: for kube/lease.py, whose calls must give up
+        before the leader's renew deadline rather than after the default 30 s."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, lambda: self._call(method, path, body, None, (within, within))
         )
 
     # --- reads -----------------------------------------------------------------------------
