@@ -239,6 +239,8 @@ class Stack:
             "AZURE_AUTHORITY_HOST": self.graph_url,
             "B2CKEYS_GRAPH_BASE_URL": self.graph_url.rstrip("/") + "/beta",
             "B2CKEYS_RESYNC_INTERVAL": RESYNC,
+            # Any free loopback port: never 0.0.0.0:8081, which something else may hold.
+            "B2CKEYS_METRICS_ADDRESS": "127.0.0.1:0",
             "SSL_CERT_FILE": str(self.ca_file),
             "REQUESTS_CA_BUNDLE": str(self.ca_file),
         }

@@ -243,6 +243,8 @@ def run_demo(workdir: Path, out: TextIO) -> None:
             "AZURE_CLIENT_SECRET": secret,
             "AZURE_AUTHORITY_HOST": graph_url,
             "B2CKEYS_GRAPH_BASE_URL": graph_url.rstrip("/") + "/beta",
+            # Any free loopback port: never 0.0.0.0:8081, which something else may hold.
+            "B2CKEYS_METRICS_ADDRESS": "127.0.0.1:0",
             "SSL_CERT_FILE": ca_file,
             "REQUESTS_CA_BUNDLE": ca_file,
         }

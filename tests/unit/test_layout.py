@@ -69,3 +69,10 @@ def test_emulator_subcommands_say_what_is_missing_without_the_emulators(tmp_path
     )
     assert done.returncode == 2, done.stderr
     assert "needs the emulators" in done.stderr
+
+
+def test_test_module_names_are_unique_across_tiers() -> None:
+    # The tiers are folders without __init__.py (pytest's default import mode): two test files
+    # with one basename make the second fail to import, and the whole run stops at collection.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

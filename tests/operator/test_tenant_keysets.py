@@ -2,7 +2,7 @@
 credentials that rotate without a restart, and tenants that come and go.
 
 Each rule of the tenants issue that is real at this tier has a test here; RBAC and impersonation
-are on the real kube-apiserver tier (tests/cluster/test_tenants.py).
+are on the real kube-apiserver tier (tests/cluster/test_tenant_isolation.py).
 """
 
 from __future__ import annotations
