@@ -15,20 +15,26 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from b2ckeys import metrics
 from b2ckeys.conditions import Reason
 from b2ckeys.kube.api import KubeError
 from b2ckeys.leader import Leadership, NotLeading
 from b2ckeys.model import KeySetResource, ObjectKey, normalized_key_set_id
 from b2ckeys.reconcile import Reconciler
 from b2ckeys.settings import Settings
-from b2ckeys.tenants import TenantKey, TenantResource, WorkloadIdentityAuth, tenant_key
+from b2ckeys.tenants import (
+    DEFAULT_TENANT,
+    TenantKey,
+    TenantResource,
+    WorkloadIdentityAuth,
+    tenant_key,
+)
 from b2ckeys.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
 SourceKey = tuple[str, str, str]  # (namespace, kind, name)
 TargetKey = tuple[str, str]  # (tenant, normalized key set id)
-DEFAULT_TENANT = ""  # the pacing identity of the operator's default tenant
 
 
 def _routing(resource: KeySetResource) -> tuple[set[SourceKey], TargetKey | None]:
@@ -153,6 +159,7 @@ class Controller:
             self.queue.add(key)
 
     def _forget(self, key: ObjectKey) -> None:
+        metrics.KEYSET_SERIES.forget(key.namespace, key.name)
         peers = self._unroute(key)
         self._resources.pop(key, None)
         self._failures.pop(key, None)
@@ -306,6 +313,7 @@ class Controller:
         except NotLeading:  # leader election hook: lost the Lease mid-reconcile
             return None  # the new leader resyncs it; nothing more is written from here
         except KubeError as error:
+            metrics.RECONCILES.labels("failure").inc()
             # The API server restarting or refusing one write is a failed reconcile like any
             # other: the bounded backoff, not the work queue's last-resort delay for bugs.
             backoff = self._backoff(key)
@@ -313,6 +321,7 @@ class Controller:
                 "%s: Kubernetes API call failed, retrying in %.1fs: %s", key, backoff, error
             )
             return backoff
+        metrics.RECONCILES.labels("failure" if result.failed else "success").inc()
         if not result.failed:
             self._failures.pop(key, None)
             self._not_before.pop(key, None)

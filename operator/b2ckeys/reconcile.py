@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from b2ckeys import metrics
 from b2ckeys.conditions import Outcome, Reason, set_ready
 from b2ckeys.formats import to_rfc3339
 from b2ckeys.graph.client import (
@@ -35,7 +36,7 @@ from b2ckeys.settings import FINALIZER, Settings
 from b2ckeys.sources import Gathered, SourceChanged, SourceProblem, SourceReader
 from b2ckeys.status import KeySetState, ObservedState, StatusView, SyncedState, changes
 from b2ckeys.tenant_access import TenantClients, TenantRefused
-from b2ckeys.tenants import TenantKey
+from b2ckeys.tenants import DEFAULT_TENANT, TenantKey, tenant_key
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +277,8 @@ class Reconciler:
         if recorded is None:
             return None
         synced = await upload(graph, key_set_id, write)
+        if resource.spec is not None:
+            metrics.UPLOADS.labels(write.action, resource.spec.source.kind).inc()
         if write.x5t and synced.x5t != write.x5t:
             # Presence is judged by thumbprint; say so loudly if B2C reports another one. The
             # synced key's kid and the source fingerprint still stop a second upload.
@@ -403,11 +406,39 @@ class Reconciler:
         if changes(doc, resource.status_doc):
             doc["lastSyncTime"] = to_rfc3339(now)
             await self.kube.patch_status(resource.key, doc)
+        self._observe_metrics(resource, outcome, state, now)
         before = previous.ready
         said = (before.get("reason"), before.get("message"))
         if not outcome.ready and said != (outcome.reason.value, outcome.message):
             await self._event(resource.ref, "Warning", outcome.reason.value, outcome.message)
         return ReconcileResult(outcome, requeue_after, failed=failed, retry_after=retry_after)
+
+    @staticmethod
+    def _observe_metrics(
+        resource: KeySetResource, outcome: Outcome, state: KeySetState | None, now: float
+    ) -> None:
+        spec = resource.spec
+        tenant = tenant_key(resource.ref.namespace, spec.tenant_ref) if spec else None
+        key_set = (
+            (state.key_set_id if state is not None else None)
+            or resource.status.key_set_id
+            or (spec.candidate_ids[0] if spec else "")
+        )
+        active = state.active if state is not None else None
+        metrics.KEYSET_SERIES.record(
+            metrics.KeySetSample(
+                namespace=resource.ref.namespace,
+                name=resource.ref.name,
+                key_set=key_set,
+                tenant=tenant.label if tenant is not None else DEFAULT_TENANT,
+                ready=outcome.ready,
+                reason=outcome.reason.value,
+                active_not_before=active.nbf if active else None,
+                active_expires=active.exp if active else None,
+                keys=state.key_count if state is not None else None,
+                synced_at=now if state is not None else None,
+            )
+        )
 
     async def _event(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
         await self.kube.post_event(

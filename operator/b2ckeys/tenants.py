@@ -25,7 +25,8 @@ TENANT_PLURALS: dict[TenantKind, str] = {
     "B2CTenant": "b2ctenants",
     "ClusterB2CTenant": "clusterb2ctenants",
 }
-# What key sets without a tenantRef use: the operator's own environment.
+# How metrics and pacing name the tenant of key sets without a tenantRef (the operator's own
+# environment); other tenants are "Kind/namespace/name", so the two never meet.
 DEFAULT_TENANT = "default"
 
 
@@ -42,6 +43,11 @@ class TenantKey:
     def __str__(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind} {where}{self.name}"
+
+    @property
+    def label(self) -> str:
+        """How metrics name the tenant: kind, namespace (B2CTenant only) and name."""
+        return "/".join(p for p in (self.kind, self.namespace, self.name) if p)
 
     @property
     def queue_id(self) -> str:

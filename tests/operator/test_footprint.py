@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from harness import Graph, Kube, LogCapture, OperatorControl, keyset, secret
@@ -60,12 +61,31 @@ async def test_canary_in_every_source_never_leaks(
     statuses = json.dumps([await kube.keyset(n) for n in ("tls", "pfx", "str", "bad", "badcert")])
     events = json.dumps(await kube.events())
     b2c = json.dumps(await graph.key_sets()) + json.dumps(await graph.requests())
+    scraped = await scrape_metrics(operator)
     for form in _forms(CANARY):
         assert form not in statuses
         assert form not in events
         assert form not in all_logs.text
         assert form not in b2c
+        assert form not in scraped
+    # The scrape itself is the one users get: the key sets' series are there, and no label
+    # carries a fingerprint (a status field) or key material.
+    assert "b2ckeys_keyset_ready_status{" in scraped
+    for status in json.loads(statuses):
+        fingerprint = (status or {}).get("status", {}).get("sourceFingerprint")
+        if fingerprint:
+            assert fingerprint not in scraped
     assert all_logs.lines  # the capture did see the operator's (debug) logging
+
+
+async def scrape_metrics(operator: OperatorControl) -> str:
+    assert operator.current is not None
+    server = operator.current.memo["runtime"].metrics_server
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"{server.url}/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    return answer.text
 
 
 async def test_only_status_events_and_our_finalizer_are_written(

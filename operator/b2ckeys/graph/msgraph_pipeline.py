@@ -45,6 +45,7 @@ from msgraph_core import GraphClientFactory
 from msgraph_core.middleware import GraphTelemetryHandler
 from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 
+from b2ckeys import metrics
 from b2ckeys.graph.client import (
     ConcurrentWrite,
     Forbidden,
@@ -190,17 +191,55 @@ def build_http_client(conn: GraphConnection) -> tuple[httpx.AsyncClient, httpx.A
     # HTTP/1.1: one reconcile per key set sends a handful of sequential requests, so HTTP/2
     # multiplexing buys nothing, and h2/hpack log encoded header blocks (the bearer token) at DEBUG.
     transport = httpx.AsyncHTTPTransport(http2=False)
+
+    async def sent(request: httpx.Request) -> None:
+        request.extensions[_SENT_AT] = time.monotonic()
+
+    async def answered(response: httpx.Response) -> None:
+        request = response.request
+        operation = graph_operation(request.method, request.url.path)
+        metrics.GRAPH_REQUESTS.labels(operation, str(response.status_code)).inc()
+        started = request.extensions.get(_SENT_AT)
+        if isinstance(started, float):
+            metrics.GRAPH_REQUEST_DURATION.labels(operation).observe(time.monotonic() - started)
+        if response.status_code == 429:
+            metrics.GRAPH_THROTTLED.labels(conn.tenant_id).inc()
+
     http = httpx.AsyncClient(
         transport=transport,
         base_url=conn.base_url,
         timeout=httpx.Timeout(conn.timeout_seconds),
         # The Graph base URL never redirects; kiota's RedirectHandler (in the chain) decides.
         follow_redirects=False,
+        # Counted once per request the SDK sends (its retries of reads are inside the pipeline).
+        event_hooks={"request": [sent], "response": [answered]},
     )
     # msgraph-core's factory re-wraps the client's transport with the middleware pipeline; the
     # client keeps our base_url because we pass the client in.
     GraphClientFactory.create_with_custom_middleware(_graph_middleware(conn), client=http)
     return http, transport
+
+
+_SENT_AT = "b2ckeys.sent_at"
+_KEY_SET_PATH = re.compile(
+    r"/trustFramework/keySets(?P<item>/[^/]+)?(?:/(?P<tail>[A-Za-z0-9_]+)(?:\(\))?(?P<kid>/[^/]+)?)?/?$"
+)
+
+
+def graph_operation(method: str, path: str) -> str:
+    """A Graph request named for metrics: the Graph action or the REST verb on key sets. Never
+    a key set id or kid (unbounded, and a label must stay bounded)."""
+    match = _KEY_SET_PATH.search(path)
+    if match is None:
+        return "other"
+    tail = match.group("tail")
+    if tail == "keys_v2":
+        return "setKeyStatus" if match.group("kid") else "listKeys"
+    if tail:
+        return tail  # uploadPkcs12, uploadCertificate, uploadSecret, generateKey, getActiveKey
+    if match.group("item"):
+        return {"GET": "getKeySet", "DELETE": "deleteKeySet"}.get(method, "updateKeySet")
+    return "createKeySet" if method == "POST" else "listKeySets"
 
 
 def _authority_kwargs(authority_host: str) -> dict[str, Any]:

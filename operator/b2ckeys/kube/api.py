@@ -22,6 +22,7 @@ from urllib.parse import quote
 import kubernetes
 import urllib3
 
+from b2ckeys import metrics
 from b2ckeys.formats import to_rfc3339
 from b2ckeys.model import KeySetResource, ObjectKey, ResourceRef
 from b2ckeys.secret import SecretBytes
@@ -84,6 +85,18 @@ def _tenant_path(key: TenantKey, subresource: str = "") -> str:
     scope = f"/namespaces/{quote(key.namespace)}" if key.namespace else ""
     path = f"/apis/{API_GROUP}/{API_VERSION}{scope}/{plural}/{quote(key.name)}"
     return f"{path}/{subresource}" if subresource else path
+
+
+def _operation(method: str, path: str) -> str:
+    """`patch trustframeworkkeysets/status` for a request path: the resource, never its name."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    # /api/v1/... or /apis/group/version/...; then namespaces/<ns>/ when namespaced.
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    resource = rest[0] if rest else "unknown"
+    sub = f"/{rest[2]}" if len(rest) > 2 else ""
+    return f"{method.lower()} {resource}{sub}"
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,7 @@ class KubeApi:
             )
             raw = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
+            metrics.KUBE_API_ERRORS.labels(_operation(method, path)).inc()
             # The kubernetes client's transport is urllib3; its errors name the URL, never a body.
             raise Unreachable(0, "Unreachable", f"{method} {path}: {e}") from None
         status = int(response.status)
@@ -186,6 +200,8 @@ class KubeApi:
             reason = str(payload.get("reason") or response.reason or "")
             message = str(payload.get("message") or f"{method} {path} failed")
             error = NotFound if status == 404 else Conflict if status == 409 else KubeError
+            if status != 404:  # an absent object is an answer the operator expects and handles
+                metrics.KUBE_API_ERRORS.labels(_operation(method, path)).inc()
             raise error(status, reason, message)
         return payload if isinstance(payload, dict) else {}
 
