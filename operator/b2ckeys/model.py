@@ -156,6 +156,9 @@ class KeySetSpec:
     allow_not_yet_valid: bool = False
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     mode: Literal["Sync", "Observe"] = "Sync"
+    # spec.adopt.kid (secret sources): take this key in B2C as the secret's, when no upload is
+    # recorded in status, instead of uploading the secret again.
+    adopt_kid: str | None = None
 
     @property
     def candidate_ids(self) -> tuple[str, ...]:
@@ -287,6 +290,13 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
     mode = spec.get("mode", "Sync")
     if mode not in ("Sync", "Observe"):
         raise SpecError(f"spec.mode must be Sync or Observe, not {mode!r}")
+    adopt = spec.get("adopt") or {}
+    adopt_kid = _optional(adopt, "kid", "spec.adopt") if isinstance(adopt, Mapping) else None
+    if adopt_kid and source.kind != "secret":
+        raise SpecError(
+            "spec.adopt applies to secret sources only: certificates are recognised by their "
+            "thumbprint and generated keys by their type, so nothing needs adopting"
+        )
     return KeySetSpec(
         key_set_id=key_set_id,
         source=source,
@@ -299,6 +309,7 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
         allow_not_yet_valid=bool(spec.get("allowNotYetValid", False)),
         deletion_policy=deletion_policy,
         mode=mode,
+        adopt_kid=adopt_kid,
     )
 
 

@@ -48,6 +48,9 @@ class DesiredSecret:
     not_before_delay: float
     lifetime: float | None
     rotation_every: float | None
+    # spec.adopt.kid: the key in B2C that already holds this secret, for a resource whose
+    # status was lost (a restore, a GitOps replace); taken instead of uploading again.
+    adopt_kid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Decision:
     adopt: RemoteKey | None = None
     # The fingerprint status should carry for the adopted key.
     adopt_fingerprint: str | None = None
+    # Nothing may be written, and why (a person must fix the spec).
+    refusal: str | None = None
 
     @property
     def writes(self) -> list[str]:
@@ -219,6 +224,16 @@ def _decide_secret(
                 )
             )
     synced = status.synced
+    if synced is None and pending is None and desired.adopt_kid is not None:
+        # No record of an upload (status lost): the person says which key already holds it.
+        named = next((k for k in keys if k.kid == desired.adopt_kid), None)
+        if named is None:
+            return Decision(
+                refusal=f"spec.adopt.kid {desired.adopt_kid} is not a key of this key set in "
+                "B2C, so nothing was adopted or uploaded; fix the kid (`kubectl b2ckeys status "
+                "--graph` lists them) or remove spec.adopt to upload the secret afresh"
+            )
+        return Decision(adopt=named, adopt_fingerprint=desired.fingerprint)
     if desired.matches_synced and synced is not None:
         current = next((k for k in keys if k.kid == synced.kid), None)
         if (

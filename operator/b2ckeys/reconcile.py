@@ -204,6 +204,9 @@ class Reconciler:
         view = resource.status
         remote = await self._read_key_set(graph, spec, view)
         decision = decide(gathered.desired, remote.keys if remote else None, view, now)
+        if decision.refusal is not None:
+            refused = Outcome(Reason.INVALID_SOURCE, decision.refusal)
+            return await self._finish(resource, refused, None, None, failed=True)
         if spec.mode == "Observe":
             return await self._observe(resource, spec, remote, decision, gathered, graph, now)
 

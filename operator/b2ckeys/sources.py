@@ -290,6 +290,7 @@ def _desired(
         not_before_delay=spec.not_before_delay,
         lifetime=spec.lifetime,
         rotation_every=spec.rotation_every,
+        adopt_kid=spec.adopt_kid,
     )
 
 

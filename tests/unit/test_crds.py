@@ -103,6 +103,12 @@ SECRET = {"secret": {"name": "facebook-app", "key": "client-secret"}}
 # (id, object, the start of the one refusal expected, or None for "admitted")
 CREATE_CASES: list[tuple[str, Object, str | None]] = [
     ("tls secret", key_set(), None),
+    ("secret adopting a kid", key_set(source(**SECRET), spec(adopt={"kid": "k1"})), None),
+    (
+        "tls secret adopting a kid",
+        key_set(spec(adopt={"kid": "k1"})),
+        "adopt applies only to the secret source",
+    ),
     *[
         (
             f"{kind} naming a namespace",
