@@ -702,7 +702,17 @@ def test_json_path_resolution() -> None:
 # --- examples and README ----------------------------------------------------------------------
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
-KNOWN_EXAMPLE_KINDS = {"Namespace", "Secret", "ConfigMap", "Issuer", "Certificate", KIND}
+KNOWN_EXAMPLE_KINDS = {
+    "Namespace",
+    "Secret",
+    "ConfigMap",
+    "Issuer",
+    "Certificate",
+    "B2CTenant",
+    "ClusterB2CTenant",
+    KIND,
+}
+CLUSTER_SCOPED_KINDS = {"Namespace", "ClusterB2CTenant"}
 
 
 def _examples() -> Iterator[tuple[Path, Object]]:
@@ -732,7 +742,7 @@ def test_example_file_is_appliable(path: Path) -> None:
         assert doc["kind"] in KNOWN_EXAMPLE_KINDS
         assert doc["apiVersion"]
         assert doc["metadata"]["name"]
-        if doc["kind"] != "Namespace":
+        if doc["kind"] not in CLUSTER_SCOPED_KINDS:
             assert doc["metadata"]["namespace"] == "identity"
         if doc["kind"] == KIND:
             assert doc["apiVersion"] == API_VERSION
