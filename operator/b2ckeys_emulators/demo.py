@@ -31,6 +31,9 @@ from b2ckeys_emulators.processes import StartFailed, b2ckeys_executable, listeni
 
 DEMO_TENANT = "b2ckeys-demo.onmicrosoft.com"
 DEMO_CLIENT = "11111111-2222-3333-4444-555555555555"
+# A second B2C tenant, used through a B2CTenant in the identity namespace.
+PROD_TENANT = "b2ckeys-demo-prod.onmicrosoft.com"
+PROD_CLIENT = "11111111-2222-3333-4444-666666666666"
 DEMO_EXAMPLES = (
     "00-namespace.yaml",
     "cert-manager-token-signing.yaml",
@@ -154,14 +157,18 @@ def _short(value: Any, n: int = 14) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def report(keysets: Sequence[Mapping[str, Any]], b2c: Mapping[str, Any]) -> str:
+def report(
+    keysets: Sequence[Mapping[str, Any]], b2c_by_tenant: Mapping[str, Mapping[str, Any]]
+) -> str:
     rows = []
     for obj in keysets:
         status, ready = obj.get("status") or {}, _ready(obj)
         synced, active = status.get("syncedKey") or {}, status.get("activeKey") or {}
+        tenant = (obj["spec"].get("tenantRef") or {}).get("name", "default")
         rows.append(
             [
                 obj["metadata"]["name"],
+                tenant,
                 ready.get("status", "-"),
                 ready.get("reason", "-"),
                 str(status.get("keySetId", "-")),
@@ -172,32 +179,87 @@ def report(keysets: Sequence[Mapping[str, Any]], b2c: Mapping[str, Any]) -> str:
             ]
         )
     resources_table = _table(
-        ["RESOURCE", "READY", "REASON", "KEYSET", "SYNCED-KID", "X5T", "ACTIVE-KID", "EXPIRES"],
+        [
+            "RESOURCE",
+            "TENANT",
+            "READY",
+            "REASON",
+            "KEYSET",
+            "SYNCED-KID",
+            "X5T",
+            "ACTIVE-KID",
+            "EXPIRES",
+        ],
         rows,
     )
     b2c_rows = []
-    for key_set in b2c.get("keySets", b2c.get("value", [])):
-        active_kid = key_set.get("activeKid")
-        for key in key_set.get("keys") or [{}]:
-            b2c_rows.append(
-                [
-                    str(key_set.get("id")),
-                    _short(key.get("kid")),
-                    str(key.get("kty", "-")),
-                    str(key.get("use", "-")),
-                    _short(key.get("x5t")),
-                    _fmt_time(key.get("nbf")),
-                    _fmt_time(key.get("exp")),
-                    "yes" if key.get("kid") and key.get("kid") == active_kid else "",
-                ]
-            )
+    for tenant, b2c in b2c_by_tenant.items():
+        for key_set in b2c.get("keySets", b2c.get("value", [])):
+            active_kid = key_set.get("activeKid")
+            for key in key_set.get("keys") or [{}]:
+                b2c_rows.append(_b2c_row(tenant, key_set, key, active_kid))
     b2c_table = _table(
-        ["B2C KEYSET", "KID", "KTY", "USE", "X5T", "NOT-BEFORE", "EXPIRES", "ACTIVE"], b2c_rows
+        ["TENANT", "B2C KEYSET", "KID", "KTY", "USE", "X5T", "NOT-BEFORE", "EXPIRES", "ACTIVE"],
+        b2c_rows,
     )
     return (
         f"TrustFrameworkKeySets (namespace identity)\n{resources_table}\n\n"
         f"What B2C holds\n{b2c_table}"
     )
+
+
+def _b2c_row(
+    tenant: str, key_set: Mapping[str, Any], key: Mapping[str, Any], active_kid: object
+) -> list[str]:
+    return [
+        tenant,
+        str(key_set.get("id")),
+        _short(key.get("kid")),
+        str(key.get("kty", "-")),
+        str(key.get("use", "-")),
+        _short(key.get("x5t")),
+        _fmt_time(key.get("nbf")),
+        _fmt_time(key.get("exp")),
+        "yes" if key.get("kid") and key.get("kid") == active_kid else "",
+    ]
+
+
+def _prod_tenant(url: str, client_secret: str) -> list[dict[str, Any]]:
+    """A second B2C tenant for the identity namespace: its app's Secret, the B2CTenant, and a
+    key set that writes there (the other key sets use the operator's default tenant)."""
+    meta = {"namespace": "identity"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "prod-app", **meta},
+            "stringData": {"client-secret": client_secret},
+        },
+        {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "B2CTenant",
+            "metadata": {"name": "prod", **meta},
+            "spec": {
+                "tenantId": PROD_TENANT,
+                "clientId": PROD_CLIENT,
+                "auth": {
+                    "clientSecret": {"secretRef": {"name": "prod-app", "key": "client-secret"}}
+                },
+                "graphBaseUrl": url.rstrip("/") + "/beta",
+                "authorityHost": url,
+            },
+        },
+        {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "TrustFrameworkKeySet",
+            "metadata": {"name": "prod-signing", **meta},
+            "spec": {
+                "keySetId": "ProdTokenSigningKeyContainer",
+                "tenantRef": {"kind": "B2CTenant", "name": "prod"},
+                "source": {"generate": {"kty": "RSA"}},
+            },
+        },
+    ]
 
 
 def run_demo(workdir: Path, out: TextIO) -> None:
@@ -208,6 +270,7 @@ def run_demo(workdir: Path, out: TextIO) -> None:
     kubeconfig = workdir / "kubeconfig"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "B2CKEYS_"))}
     secret = "demo-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
+    prod_secret = "demo-prod-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
     with (
         listening(
             [
@@ -227,13 +290,33 @@ def run_demo(workdir: Path, out: TextIO) -> None:
             "b2ckeys graph-emulator listening on",
         ) as (graph_url, _),
         listening(
+            [
+                b2ckeys_executable(),
+                "graph-emulator",
+                "--port",
+                "0",
+                "--tls-dir",
+                str(tls_dir),
+                "--tenant-id",
+                PROD_TENANT,
+                "--app",
+                f"{PROD_CLIENT}:{prod_secret}:TrustFrameworkKeySet.ReadWrite.All",
+            ],
+            workdir / "graph-emulator-prod.log",
+            base_env,
+            "b2ckeys graph-emulator listening on",
+        ) as (prod_url, _),
+        listening(
             [b2ckeys_executable(), "kube-emulator", "--port", "0", "--kubeconfig", str(kubeconfig)],
             workdir / "kube-emulator.log",
             base_env,
             "b2ckeys kube-emulator listening on",
         ) as (kube_url, _),
     ):
-        say(f"graph-emulator  {graph_url}\nkube-emulator   {kube_url}")
+        say(
+            f"graph-emulator  {graph_url} (default tenant)\n"
+            f"graph-emulator  {prod_url} (tenant {PROD_TENANT})\nkube-emulator   {kube_url}"
+        )
         ca_file = str(tls_dir / "ca.pem")
         operator_env = {
             **base_env,
@@ -265,6 +348,8 @@ def run_demo(workdir: Path, out: TextIO) -> None:
             for doc in docs:
                 if doc["kind"] in ("Namespace", "Secret", "ConfigMap", "TrustFrameworkKeySet"):
                     kube.apply(doc)
+            for doc in _prod_tenant(prod_url, prod_secret):
+                kube.apply(doc)
             say(
                 f"applied {', '.join(DEMO_EXAMPLES)} "
                 f"(playing cert-manager for {len(certificates)} Certificate)"
@@ -272,6 +357,7 @@ def run_demo(workdir: Path, out: TextIO) -> None:
             for certificate in certificates:
                 kube.apply(_play_cert_manager(ca, certificate, slot=11))
             expected = {d["metadata"]["name"] for d in docs if d["kind"] == "TrustFrameworkKeySet"}
+            expected.add("prod-signing")
 
             def all_ready() -> bool:
                 items = kube.keysets("identity")
@@ -307,7 +393,23 @@ def run_demo(workdir: Path, out: TextIO) -> None:
                     f"{time.monotonic() - started:.2f}s"
                 )
             say("")
-            say(report(kube.keysets("identity"), graph.get("/_emulator/keysets").json()))
+            prod = httpx.Client(
+                base_url=prod_url, verify=ssl.create_default_context(cafile=ca_file), timeout=10.0
+            )
+            b2c = {
+                "default": graph.get("/_emulator/keysets").json(),
+                "prod": prod.get("/_emulator/keysets").json(),
+            }
+            say(report(kube.keysets("identity"), b2c))
+            tenant = kube.http.get(
+                f"/apis/{API_GROUP}/{API_VERSION}/namespaces/identity/b2ctenants/prod"
+            ).json()
+            condition = _ready(tenant)
+            permission = (tenant.get("status") or {}).get("permission", "-")
+            say(
+                f"\nB2CTenant identity/prod ({PROD_TENANT}): Ready={condition.get('status', '-')} "
+                f"{condition.get('reason', '-')}, permission {permission}"
+            )
 
 
 def main(argv: Sequence[str]) -> int:
