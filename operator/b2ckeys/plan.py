@@ -101,6 +101,9 @@ class Decision:
     adopt_fingerprint: str | None = None
     # Nothing may be written, and why (a person must fix the spec).
     refusal: str | None = None
+    # Nothing may be written for this many seconds: an earlier write of the same material,
+    # whose fate is unknown (its process died, or its answer was lost), may still land.
+    wait: float | None = None
 
     @property
     def writes(self) -> list[str]:
@@ -116,16 +119,43 @@ def decide(
     keys: Sequence[RemoteKey] | None,
     status: StatusView,
     now: int,
+    *,
+    settle: float = 0.0,
 ) -> Decision:
     """What to write so that B2C holds the desired material. `keys` is None when the key set
-    does not exist in B2C."""
+    does not exist in B2C.
+
+    A write of the same material recorded as pending less than `settle` seconds ago, and not
+    yet visible in B2C, is waited for rather than repeated: B2C may still be processing it (a
+    request held by Graph commits after the process that sent it died), and a second upload
+    would add the same key twice. `settle` covers Graph's own time to answer a write."""
     create = keys is None
     present = tuple(keys or ())
     if isinstance(desired, DesiredCertificate):
-        return _decide_certificate(desired, present, status, create)
+        decision = _decide_certificate(desired, present, status, create)
+    elif isinstance(desired, DesiredSecret):
+        decision = _decide_secret(desired, present, status, now, create)
+    else:
+        decision = _decide_generated(desired, present, status, now, create)
+    pending = status.pending
+    if (
+        decision.write is not None
+        and pending is not None
+        and pending.started_at is not None
+        and now - pending.started_at < settle
+        and _same_material(desired, pending)
+    ):
+        return Decision(wait=float(settle - (now - pending.started_at)))
+    return decision
+
+
+def _same_material(desired: Desired, pending: PendingWrite) -> bool:
+    """Whether a pending write would put this very material into B2C."""
+    if isinstance(desired, DesiredCertificate):
+        return pending.x5t == desired.x5t
     if isinstance(desired, DesiredSecret):
-        return _decide_secret(desired, present, status, now, create)
-    return _decide_generated(desired, present, status, now, create)
+        return pending.action == "uploadSecret" and desired.matches_pending
+    return pending.action == "generateKey"
 
 
 def _decide_certificate(

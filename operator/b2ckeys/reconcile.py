@@ -45,6 +45,14 @@ logger = logging.getLogger(__name__)
 _SOURCE_READS = 2
 
 
+class WriteRefused(Exception):
+    """B2C answered a write with a refusal: the write did not land."""
+
+    def __init__(self, error: GraphError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class ReconcileResult:
     """What one reconcile concluded, for the controller's pacing."""
@@ -134,6 +142,12 @@ class Reconciler:
                     logger.info("%s: %s; reading it again shortly", resource.key, changed)
                     outcome = Outcome(Reason.SOURCE_NOT_FOUND, str(changed))
                     return ReconcileResult(outcome, None, failed=True)
+            except WriteRefused as refused:
+                # B2C answered the write with a refusal: nothing landed, so the intent is void
+                # and the next attempt need not wait for it.
+                return await self._graph_failed(
+                    resource, spec, refused.error, access.key, clear_intent=True
+                )
             except GraphError as error:
                 return await self._graph_failed(resource, spec, error, access.key)
         raise AssertionError("unreachable: the last attempt returns")
@@ -144,6 +158,8 @@ class Reconciler:
         spec: KeySetSpec,
         error: GraphError,
         tenant: TenantKey | None,
+        *,
+        clear_intent: bool = False,
     ) -> ReconcileResult:
         outcome, delay = outcome_for_graph_error(
             error, resource.status.key_set_id or spec.key_set_id, tenant
@@ -151,7 +167,9 @@ class Reconciler:
         logger.warning("%s: %s", resource.key, outcome.message)
         if isinstance(error, TransientError) and error.outcome_unknown:
             delay = max(delay or 0.0, self.settings.outcome_unknown_delay)
-        return await self._finish(resource, outcome, None, None, failed=True, retry_after=delay)
+        return await self._finish(
+            resource, outcome, None, None, failed=True, retry_after=delay, clear_intent=clear_intent
+        )
 
     # --- reading B2C -----------------------------------------------------------------------
 
@@ -203,7 +221,22 @@ class Reconciler:
     ) -> ReconcileResult:
         view = resource.status
         remote = await self._read_key_set(graph, spec, view)
-        decision = decide(gathered.desired, remote.keys if remote else None, view, now)
+        decision = decide(
+            gathered.desired,
+            remote.keys if remote else None,
+            view,
+            now,
+            settle=self.settings.write_settle_time,
+        )
+        if decision.wait is not None and spec.mode == "Sync":
+            logger.info(
+                "%s: an earlier write of this material may still land in B2C; looking again "
+                "in %.0fs before writing anything",
+                resource.key,
+                decision.wait,
+            )
+            waiting = Outcome(Reason.GRAPH_ERROR, "waiting for an earlier write's outcome")
+            return ReconcileResult(waiting, max(decision.wait, 0.1))
         if decision.refusal is not None:
             refused = Outcome(Reason.INVALID_SOURCE, decision.refusal)
             return await self._finish(resource, refused, None, None, failed=True)
@@ -279,7 +312,12 @@ class Reconciler:
         )
         if recorded is None:
             return None
-        synced = await upload(graph, key_set_id, write)
+        try:
+            synced = await upload(graph, key_set_id, write)
+        except GraphError as error:
+            if not (isinstance(error, TransientError) and error.outcome_unknown):
+                raise WriteRefused(error) from error
+            raise
         if resource.spec is not None:
             metrics.UPLOADS.labels(write.action, resource.spec.source.kind).inc()
         if write.x5t and synced.x5t != write.x5t:
@@ -391,11 +429,14 @@ class Reconciler:
         *,
         failed: bool = False,
         retry_after: float | None = None,
+        clear_intent: bool = False,
     ) -> ReconcileResult:
         """Write the outcome (and what B2C holds, when it was read) as one status patch."""
         now = self.clock()
         previous = resource.status
         doc = state.to_patch() if state is not None else {}
+        if clear_intent:
+            doc["pendingWrite"] = None
         doc["conditions"] = set_ready(
             previous.conditions, outcome, generation=resource.generation, now=now
         )

@@ -81,6 +81,10 @@ class Settings:
     # After a write whose response was lost, wait this long before re-reading the key set, so
     # a commit B2C has not yet made visible is not mistaken for a failed write.
     outcome_unknown_delay: float = 5.0
+    # A write whose fate is unknown (its answer was lost, or the operator died while it was in
+    # flight) is not repeated for this long after it was recorded: Graph may still commit it.
+    # Graph's own time to answer a write (the client's 30 s timeout) plus the re-read delay.
+    write_settle_time: float = 35.0
     # Key sets reconciled in parallel (one writer per key set regardless).
     max_concurrent_reconciles: int = 8
     # `deletionPolicy: Delete` gives up after this long and lets the namespace go.
@@ -151,6 +155,7 @@ class Settings:
             ),
             max_concurrent_reconciles=_int(env, "B2CKEYS_MAX_CONCURRENT_RECONCILES", 8),
             outcome_unknown_delay=_duration(env, "B2CKEYS_OUTCOME_UNKNOWN_DELAY", 5.0),
+            write_settle_time=_duration(env, "B2CKEYS_WRITE_SETTLE_TIME", 35.0),
             delete_timeout=_duration(env, "B2CKEYS_DELETE_TIMEOUT", 300.0),
             fingerprint_pepper=(
                 SecretBytes(env["B2CKEYS_FINGERPRINT_PEPPER"].encode())

@@ -48,6 +48,8 @@ OPERATOR_TIMINGS = {
     "B2CKEYS_ERROR_BACKOFF_MAX": "2s",
     # Long enough for a few retries of a failing DELETE, short enough for a test to wait out.
     "B2CKEYS_DELETE_TIMEOUT": "6s",
+    # The emulator answers at once here: a write of unknown fate is settled within moments.
+    "B2CKEYS_WRITE_SETTLE_TIME": "2s",
     # Leader election on, as in production, on a compressed clock (client-go's ratios).
     "B2CKEYS_LEASE_DURATION": "4s",
     "B2CKEYS_RENEW_DEADLINE": "3s",

@@ -293,6 +293,8 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
         "error_backoff_max": 0.5,
         "delete_timeout": 2.0,
         "outcome_unknown_delay": 0.2,
+        # Nothing here holds a write inside Graph for longer; tests/soak does, with its own.
+        "write_settle_time": 1.0,
         # Leader election on, as in production, on a compressed clock (client-go's ratios).
         "lease_duration": 4.0,
         "renew_deadline": 3.0,

@@ -207,3 +207,38 @@ def test_b2c_using_a_newer_key_than_the_source_is_drift_not_ready() -> None:
     assert outcome.reason is Reason.DRIFTED
     assert not outcome.ready
     assert "newer" in outcome.message
+
+
+# --- a write of unknown fate is waited for, never repeated early ---------------------------------
+
+
+def _intent(action: str, started_at: int, **kw: object) -> StatusView:
+    pending = PendingWrite(action=action, key_set_id="B2C_1A_X", started_at=started_at, **kw)  # type: ignore[arg-type]
+    return StatusView(pending=pending)
+
+
+def test_a_recent_upload_of_the_same_certificate_is_waited_for_not_repeated() -> None:
+    status = _intent("uploadPkcs12", NOW - 10, x5t=CERT.x5t, nbf=CERT.nbf, exp=CERT.exp)
+    waiting = decide(CERT, [], status, NOW, settle=35)
+    assert waiting.write is None
+    assert waiting.wait == 25
+    # Settled without landing: written again. Landed: adopted, whatever the time.
+    assert decide(CERT, [], status, NOW + 30, settle=35).write is not None
+    landed = [key("k1", x5t=CERT.x5t, nbf=CERT.nbf, exp=CERT.exp)]
+    assert decide(CERT, landed, status, NOW, settle=35).adopt == landed[0]
+
+
+def test_a_recent_intent_for_other_material_does_not_hold_back_a_new_certificate() -> None:
+    status = _intent("uploadPkcs12", NOW - 1, x5t="x5t-old", nbf=NOW, exp=NOW + 10)
+    assert decide(CERT, [], status, NOW, settle=35).write is not None
+
+
+def test_a_recent_secret_or_generated_intent_is_waited_for() -> None:
+    pending = _intent("uploadSecret", NOW - 5, nbf=NOW - 5, exp=None, fingerprint="fp")
+    same = secret(matches_pending=True)
+    assert decide(same, [], pending, NOW, settle=35).wait == 30
+    assert decide(secret(matches_pending=False), [], pending, NOW, settle=35).wait is None
+    generated = DesiredGenerated("RSA", "sig", 0.0, None, None)
+    gen_pending = _intent("generateKey", NOW - 5, nbf=NOW - 5, exp=None)
+    assert decide(generated, [], gen_pending, NOW, settle=35).wait == 30
+    assert decide(generated, [], gen_pending, NOW, settle=0).write is not None
