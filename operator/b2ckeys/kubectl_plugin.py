@@ -358,6 +358,22 @@ def force_sync_value(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# A reconcile that will write to B2C first records its intent (these two members alone); the
+# reconcile is over once anything else in status changed.
+_INTENT_MEMBERS = frozenset({"pendingWrite", "keySetId"})
+
+
+def reconciled_since(before: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether the operator finished a reconcile that wrote status between the two (the Ready
+    condition, lastSyncTime, observedGeneration or what B2C holds changed), not only recorded
+    a write it is about to make."""
+
+    def settled(status: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in status.items() if k not in _INTENT_MEMBERS}
+
+    return settled(before) != settled(current)
+
+
 def describe_ready(body: Mapping[str, Any]) -> str:
     ready = ready_condition(body)
     if not ready:
@@ -386,7 +402,7 @@ async def run_sync(args: argparse.Namespace) -> str:
         while time.monotonic() < deadline:
             await asyncio.sleep(WAIT_POLL_SECONDS)
             current = await _read_keyset(kube, namespace, args.name)
-            if (current.get("status") or {}) != before:
+            if reconciled_since(before, current.get("status") or {}):
                 return f"{said}\nreconciled: {describe_ready(current)}"
     finally:
         kube.close()

@@ -188,7 +188,11 @@ async def from_status(
             for member in ("syncedKey", "activeKey")
             if isinstance(doc := status_doc.get(member), Mapping) and doc.get("kid")
         )
-        keys_then = f"{count} keys in B2C then" if count is not None else "key count unknown"
+        keys_then = (
+            f"{count} key{'s' * (count != 1)} in B2C then"
+            if isinstance(count, int)
+            else "key count unknown"
+        )
         compared = (
             f"status as of {status_doc.get('lastSyncTime') or 'the last reconcile'} "
             f"({held or 'no key recorded'}; {keys_then}); B2C itself was not read "
@@ -262,7 +266,8 @@ async def from_graph(
         compared = f"B2C, read now: no key set {' or '.join(spec.candidate_ids)} exists"
     else:
         using = f"; B2C uses {active.kid}" if active else "; B2C reports no usable key"
-        compared = f"B2C key set {remote.id}, read now ({len(remote.keys)} keys{using})"
+        count = len(remote.keys)
+        compared = f"B2C key set {remote.id}, read now ({count} key{'s' * (count != 1)}{using})"
     return Preview(
         str(resource.key),
         "graph",

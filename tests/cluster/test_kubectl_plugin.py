@@ -1,0 +1,385 @@
+"""`kubectl b2ckeys` against the real kube-apiserver, the real operator process and the Graph
+emulator: found by the built kubectl as a plugin, run with a person's kubeconfig and RBAC.
+
+Every command docs/kubectl-b2ckeys.md shows is run here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apiserver import KubeCluster, wait_until
+from keyset_objects import Keysets, keyset, ready, secret, tls_secret, unique_key_set_id, x5t
+from operator_process import RBAC_PROPAGATION_TIMEOUT_SECONDS, RunningOperator, operator_env
+from plugin_cli import (
+    b2ckeys,
+    kubectl_with_plugin,
+    may_list_keysets,
+    namespace_reader_kubeconfig,
+)
+
+from b2ckeys.settings import FORCE_SYNC_ANNOTATION
+from b2ckeys_emulators.devpki import DevCA, rsa_key
+
+pytestmark = pytest.mark.cluster
+
+CA = DevCA.create("b2ckeys kubectl plugin CA")
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def _leaf(slot: int) -> Any:
+    return CA.issue(f"kubectl plugin {slot}", key=rsa_key(2048, 70 + slot))
+
+
+# What --graph needs from the operator's environment: its Graph credentials and endpoints, and
+# the emulator's CA (a real tenant's certificates chain to the system's roots).
+GRAPH_VARIABLES = ("B2CKEYS_GRAPH_BASE_URL", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def graph_env(operator: RunningOperator) -> dict[str, str]:
+    """The operator's Graph credentials, as its Deployment sets them, for --graph."""
+    env = operator_env(operator.kubeconfig, operator.graph)
+    return {k: v for k, v in env.items() if k.startswith("AZURE_") or k in GRAPH_VARIABLES}
+
+
+def short(value: str) -> str:
+    """How the default table cuts a kid or thumbprint (wide shows it whole)."""
+    return value if len(value) <= 14 else value[:13] + "…"
+
+
+def unlabelled(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without the watch label: the operator sees its changes only at the resync."""
+    obj["metadata"]["labels"] = {}
+    return obj
+
+
+def synced(operator: RunningOperator, keysets: Keysets, name: str) -> dict[str, Any]:
+    return operator.wait_for(
+        f"{name} Synced",
+        lambda: keysets.settled(name, "Synced"),
+        describe=lambda: keysets.get(name),
+    )
+
+
+@contextlib.contextmanager
+def operator_stopped(operator: RunningOperator) -> Iterator[None]:
+    """The operator process stopped (SIGTERM, as a rollout would), and started again after."""
+    assert operator.process.stop() == 0, operator.process.log_tail()
+    try:
+        yield
+    finally:
+        operator.process.start()
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def test_kubectl_runs_the_plugin_from_path_and_prints_the_status_table(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    keysets = Keysets(operator.cluster, namespace)
+    key_set_id = unique_key_set_id("Plugin")
+    leaf = _leaf(1)
+    keysets.apply(
+        tls_secret("signing-tls", CA, leaf),
+        keyset("token-signing", key_set_id, {"tlsSecret": {"name": "signing-tls"}}),
+    )
+    obj = synced(operator, keysets, "token-signing")
+    active = obj["status"]["activeKey"]
+
+    listed = kubectl_with_plugin(operator.cluster, tmp_path, "plugin", "list")
+    shown = kubectl_with_plugin(operator.cluster, tmp_path, "b2ckeys", "status", "-n", namespace)
+
+    assert "kubectl-b2ckeys" in listed.stdout, listed.stdout + listed.stderr
+    assert shown.returncode == 0, shown.stderr
+    header, rule, row = shown.stdout.splitlines()
+    assert header.split() == [
+        "NAME", "READY", "REASON", "KEYSET", "ACTIVE-KID", "X5T", "EXPIRES", "SYNCED-KID"
+    ]  # fmt: skip
+    assert set(rule) == {"-", " "}
+    cells = row.split()
+    assert cells[:4] == ["token-signing", "True", "Synced", f"B2C_1A_{key_set_id}"]
+    assert cells[4] == short(active["kid"])
+    assert cells[5] == short(x5t(leaf))
+    assert " ".join(cells[6:8]) == active["expires"].replace("T", " ")[:16]
+    assert cells[8] == short(obj["status"]["syncedKey"]["kid"])
+
+
+def test_status_across_namespaces_wide_and_json(
+    operator: RunningOperator, kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
+    first, second = (f"plugin-{unique_key_set_id('ns').lower()}" for _ in range(2))
+    ids = {}
+    for ns in (first, second):
+        kube_cluster.create_namespace(ns)
+        ids[ns] = unique_key_set_id("Wide")
+        Keysets(kube_cluster, ns).apply(keyset("generated", ids[ns], {"generate": {"kty": "RSA"}}))
+    objs = {ns: synced(operator, Keysets(kube_cluster, ns), "generated") for ns in (first, second)}
+
+    everywhere = kubectl_with_plugin(
+        kube_cluster, tmp_path, "b2ckeys", "status", "-A", "-o", "wide"
+    )
+    as_json = b2ckeys(
+        tmp_path, "status", "-n", first, "-o", "json", kubeconfig=kube_cluster.admin_kubeconfig
+    )
+
+    assert everywhere.returncode == 0, everywhere.stderr
+    lines = everywhere.stdout.splitlines()
+    assert lines[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert lines[0].split()[-4:] == ["SOURCE", "MODE", "KEYS", "LAST-SYNC"]
+    for ns in (first, second):
+        (row,) = [line.split() for line in lines[2:] if line.split()[0] == ns]
+        kid = objs[ns]["status"]["activeKey"]["kid"]
+        assert row[1:5] == ["generated", "True", "Synced", f"B2C_1A_{ids[ns]}"]
+        assert kid in row, "wide shows whole kids"
+        assert row[-5:-2] == ["generate/RSA", "Sync", "1"]
+    assert as_json.returncode == 0, as_json.stderr
+    (item,) = json.loads(as_json.stdout)["items"]
+    assert (item["namespace"], item["name"]) == (first, "generated")
+    assert item["ready"]["reason"] == "Synced"
+    assert item["status"] == objs[first]["status"]
+
+
+def test_status_graph_lists_every_key_in_b2c_and_marks_the_active_one(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    keysets = Keysets(operator.cluster, namespace)
+    key_set_id = unique_key_set_id("Graph")
+    keysets.apply(
+        tls_secret("signing-tls", CA, _leaf(2)),
+        keyset("token-signing", key_set_id, {"tlsSecret": {"name": "signing-tls"}}),
+    )
+    first = synced(operator, keysets, "token-signing")
+    renewed = _leaf(3)
+    keysets.apply(tls_secret("signing-tls", CA, renewed))
+    operator.wait_for(
+        "the renewed certificate in B2C",
+        lambda: (
+            (obj := keysets.settled("token-signing", "Synced"))
+            and obj["status"]["syncedKey"]["x5t"] == x5t(renewed)
+        ),
+    )
+    b2c_keys = operator.graph.keys(f"B2C_1A_{key_set_id}")
+    assert len(b2c_keys) == 2
+
+    shown = b2ckeys(
+        tmp_path,
+        "status",
+        "-n",
+        namespace,
+        "--graph",
+        "-o",
+        "wide",
+        kubeconfig=operator.cluster.admin_kubeconfig,
+        env=graph_env(operator),
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    table = shown.stdout.split("What B2C holds (read now from Graph)\n", 1)[1].splitlines()
+    assert table[0].split() == [
+        "RESOURCE", "B2C", "KEYSET", "KID", "KTY", "USE", "X5T", "NOT-BEFORE", "EXPIRES",
+        "STATUS", "ACTIVE",
+    ]  # fmt: skip
+    rows = {line.split()[2]: line.split() for line in table[2:]}
+    assert set(rows) == {k["kid"] for k in b2c_keys}
+    by_x5t = {row[5]: row for row in rows.values()}
+    assert by_x5t[x5t(renewed)][-1] == "yes"
+    assert by_x5t[first["status"]["syncedKey"]["x5t"]][-1] == "enabled"  # not active
+    assert all(row[0] == f"{namespace}/token-signing" for row in rows.values())
+
+
+def test_status_graph_without_credentials_says_what_to_set(
+    kube_cluster: KubeCluster, installed_crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    shown = b2ckeys(
+        tmp_path, "status", "-n", namespace, "--graph", kubeconfig=kube_cluster.admin_kubeconfig
+    )
+
+    assert shown.returncode == 1
+    assert shown.stdout == ""
+    assert "--graph reads B2C with the operator's Graph credentials" in shown.stderr
+    assert "AZURE_TENANT_ID, AZURE_CLIENT_ID" in shown.stderr
+    assert TRACEBACK not in shown.stderr
+
+
+# --- RBAC ---------------------------------------------------------------------------------------
+
+
+def test_a_user_limited_to_one_namespace_is_refused_all_namespaces_with_the_verb_and_resource(
+    kube_cluster: KubeCluster, installed_crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    Keysets(kube_cluster, namespace).apply(
+        keyset("generated", unique_key_set_id("Rbac"), {"generate": {"kty": "oct"}})
+    )
+    kubeconfig = namespace_reader_kubeconfig(kube_cluster, namespace, "team-reader")
+    wait_until(
+        lambda: may_list_keysets(kube_cluster, kubeconfig, namespace),
+        timeout=RBAC_PROPAGATION_TIMEOUT_SECONDS,
+        what="the RoleBinding to reach the authorizer",
+    )
+
+    everywhere = b2ckeys(tmp_path, "status", "-A", kubeconfig=kubeconfig)
+    own = kubectl_with_plugin(
+        kube_cluster, tmp_path, "b2ckeys", "status", "-n", namespace, kubeconfig=kubeconfig
+    )
+    sync = b2ckeys(tmp_path, "sync", "generated", "-n", namespace, kubeconfig=kubeconfig)
+
+    assert everywhere.returncode == 1
+    assert everywhere.stderr.startswith(
+        "b2ckeys status: error: forbidden: you may not list "
+        "trustframeworkkeysets.b2ckeys.dev in any namespace (-A)."
+    ), everywhere.stderr
+    assert f'"system:serviceaccount:{namespace}:team-reader" cannot list' in everywhere.stderr
+    assert TRACEBACK not in everywhere.stderr
+    assert own.returncode == 0, own.stderr
+    assert own.stdout.splitlines()[2].split()[0] == "generated"
+    assert sync.returncode == 1
+    assert (
+        "forbidden: you may not patch trustframeworkkeysets.b2ckeys.dev in namespace "
+        f"{namespace}" in sync.stderr
+    ), sync.stderr
+
+
+# --- sync ---------------------------------------------------------------------------------------
+
+
+def test_sync_makes_the_operator_pick_up_an_unlabelled_secret_at_once(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    keysets = Keysets(operator.cluster, namespace)
+    key_set_id = unique_key_set_id("SyncNow")
+    keysets.apply(
+        unlabelled(secret("facebook", {"client-secret": b"first-value"})),
+        keyset("facebook", key_set_id, {"secret": {"name": "facebook", "key": "client-secret"}}),
+    )
+    before = synced(operator, keysets, "facebook")
+    assert "lacks the label" in ready(before)["message"]
+    # Unlabelled, so no watch event reaches the operator; its resync is 10 minutes away.
+    keysets.apply(unlabelled(secret("facebook", {"client-secret": b"second-value"})))
+
+    done = kubectl_with_plugin(
+        operator.cluster,
+        tmp_path,
+        "b2ckeys",
+        "sync",
+        "facebook",
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "60s",
+    )
+
+    assert done.returncode == 0, done.stderr
+    first_line, second_line = done.stdout.splitlines()
+    assert first_line.startswith(
+        f"TrustFrameworkKeySet {namespace}/facebook: sync requested ({FORCE_SYNC_ANNOTATION}="
+    )
+    assert second_line.startswith("reconciled: Ready=True Synced: ")
+    after = keysets.get("facebook")
+    assert after is not None
+    assert after["status"]["syncedKey"]["kid"] != before["status"]["syncedKey"]["kid"]
+    assert len(operator.graph.keys(f"B2C_1A_{key_set_id}")) == 2
+    value = after["metadata"]["annotations"][FORCE_SYNC_ANNOTATION]
+    assert value in first_line
+    assert "second-value" not in done.stdout + done.stderr
+
+
+def test_sync_of_a_key_set_that_does_not_exist(
+    kube_cluster: KubeCluster, installed_crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    done = b2ckeys(
+        tmp_path, "sync", "nope", "-n", namespace, kubeconfig=kube_cluster.admin_kubeconfig
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f'b2ckeys sync: error: TrustFrameworkKeySet "nope" not found in namespace {namespace}\n'
+    )
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+def test_plan_shows_the_upload_a_secret_changed_while_the_operator_was_stopped_needs(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    keysets = Keysets(operator.cluster, namespace)
+    key_set_id = unique_key_set_id("Plan")
+    keysets.apply(
+        tls_secret("signing-tls", CA, _leaf(4)),
+        keyset("token-signing", key_set_id, {"tlsSecret": {"name": "signing-tls"}}),
+    )
+    synced(operator, keysets, "token-signing")
+    admin = operator.cluster.admin_kubeconfig
+    unchanged = b2ckeys(tmp_path, "plan", "token-signing", "-n", namespace, kubeconfig=admin)
+    renewed = _leaf(5)
+    requests_before = operator.graph.requests(key_set_id)
+
+    with operator_stopped(operator):
+        keysets.apply(tls_secret("signing-tls", CA, renewed))
+        from_status = kubectl_with_plugin(
+            operator.cluster, tmp_path, "b2ckeys", "plan", "token-signing", "-n", namespace
+        )
+        from_graph = b2ckeys(
+            tmp_path,
+            "plan",
+            "token-signing",
+            "-n",
+            namespace,
+            "--graph",
+            kubeconfig=admin,
+            env=graph_env(operator),
+        )
+        # Both looked; neither wrote: B2C and the key set are as the operator left them.
+        assert len(operator.graph.keys(f"B2C_1A_{key_set_id}")) == 1
+        writes = [r for r in operator.graph.requests(key_set_id) if not r.startswith("GET ")]
+        assert writes == [r for r in requests_before if not r.startswith("GET ")]
+
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert unchanged.stdout.splitlines()[-1].startswith("Nothing to do: the source is key ")
+    planned = f"  1. uploadPkcs12 x5t={x5t(renewed)} (certificate not in the key set yet)"
+    assert from_status.returncode == 0, from_status.stderr
+    assert "compared with status as of" in from_status.stdout
+    assert "B2C itself was not read (--graph reads it)" in from_status.stdout
+    assert from_status.stdout.splitlines()[-2:] == [
+        "Sync mode would write, in this order:",
+        planned,
+    ]
+    assert from_graph.returncode == 0, from_graph.stderr
+    assert f"compared with B2C key set B2C_1A_{key_set_id}, read now (1 key;" in from_graph.stdout
+    assert from_graph.stdout.splitlines()[-1] == planned
+    for shown in (from_status, from_graph):
+        assert "PRIVATE KEY" not in shown.stdout + shown.stderr
+    # Started again, the operator uploads exactly what plan said.
+    operator.wait_for(
+        "the operator, started again, to upload the renewed certificate",
+        lambda: (
+            (obj := keysets.settled("token-signing", "Synced"))
+            and obj["status"]["syncedKey"]["x5t"] == x5t(renewed)
+        ),
+    )
+
+
+def test_plan_says_why_nothing_would_be_written_for_a_missing_secret(
+    kube_cluster: KubeCluster, installed_crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    Keysets(kube_cluster, namespace).apply(
+        keyset("waiting", unique_key_set_id("Missing"), {"tlsSecret": {"name": "not-yet"}})
+    )
+
+    planned = b2ckeys(
+        tmp_path, "plan", "waiting", "-n", namespace, kubeconfig=kube_cluster.admin_kubeconfig
+    )
+
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.splitlines()[-1] == (
+        "Nothing to do: Sync mode would write nothing, because SourceNotFound: Secret "
+        f"{namespace}/not-yet (spec.source.tlsSecret) does not exist; create it or fix the name. "
+        "The key set in B2C is left as it is."
+    )
