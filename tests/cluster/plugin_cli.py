@@ -8,16 +8,19 @@ KUBECONFIG, so only what a test passes (a kubeconfig, Graph credentials) reaches
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from apiserver import KubeCluster
+from apiserver import ROOT, KubeCluster
 from kubernetes import client as k8s
 
 # Bounds a hung process only; `sync --wait` carries its own --timeout.
 PLUGIN_PROCESS_TIMEOUT_SECONDS = 120
+DOCS = ROOT / "docs" / "kubectl-b2ckeys.md"
 # Where the venv installs the console scripts: `b2ckeys` and its kubectl name.
 VENV_BIN = Path(sys.executable).parent
 
@@ -56,7 +59,11 @@ def b2ckeys(
 
 
 def kubectl_with_plugin(
-    cluster: KubeCluster, home: Path, *args: str, kubeconfig: Path | None = None
+    cluster: KubeCluster,
+    home: Path,
+    *args: str,
+    kubeconfig: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The built kubectl with the venv's bin directory on PATH, where it finds kubectl-b2ckeys.
 
@@ -77,6 +84,7 @@ def kubectl_with_plugin(
             {
                 "PATH": f"{VENV_BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
                 "KUBECONFIG": str(kubeconfig or cluster.admin_kubeconfig),
+                **(env or {}),
             },
         ),
     )
@@ -137,3 +145,38 @@ def may_list_keysets(cluster: KubeCluster, kubeconfig: Path, namespace: str) -> 
         )
     )
     return bool(review.status and review.status.allowed)
+
+
+@dataclass(frozen=True)
+class DocumentedCommand:
+    """A `$ kubectl b2ckeys ...` line of the docs, and the output lines shown under it."""
+
+    line: str
+    output: tuple[str, ...]
+
+    def args(self, namespace: str) -> list[str]:
+        """Its arguments after `kubectl`, with the docs' namespace replaced by `namespace`."""
+        words = shlex.split(self.line.removeprefix("$ kubectl "))
+        return [namespace if word == DOCS_NAMESPACE else word for word in words]
+
+
+DOCS_NAMESPACE = "identity"
+
+
+def documented_commands() -> list[DocumentedCommand]:
+    """Every command the docs show, in order, from their ```console blocks."""
+    commands: list[DocumentedCommand] = []
+    in_console = False
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_console = line == "```console"
+            continue
+        if not in_console:
+            continue
+        if line.startswith("$ "):
+            assert line.startswith("$ kubectl b2ckeys "), f"{DOCS.name}: {line}"
+            commands.append(DocumentedCommand(line, ()))
+        elif commands:
+            last = commands[-1]
+            commands[-1] = DocumentedCommand(last.line, (*last.output, line))
+    return commands

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from apiserver import KubeCluster, wait_until
 from keyset_objects import Keysets, keyset, ready, secret, tls_secret, unique_key_set_id, x5t
 from operator_process import RBAC_PROPAGATION_TIMEOUT_SECONDS, RunningOperator, operator_env
 from plugin_cli import (
+    DOCS,
     b2ckeys,
+    documented_commands,
     kubectl_with_plugin,
     may_list_keysets,
     namespace_reader_kubeconfig,
@@ -290,6 +293,31 @@ def test_sync_makes_the_operator_pick_up_an_unlabelled_secret_at_once(
     assert "second-value" not in done.stdout + done.stderr
 
 
+def test_sync_without_wait_sets_the_annotation_and_returns(
+    kube_cluster: KubeCluster, installed_crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    keysets = Keysets(kube_cluster, namespace)
+    keysets.apply(keyset("generated", unique_key_set_id("Annotate"), {"generate": {"kty": "oct"}}))
+    stamps = []
+
+    for _ in range(2):
+        done = kubectl_with_plugin(
+            kube_cluster, tmp_path, "b2ckeys", "sync", "generated", "-n", namespace
+        )
+        assert done.returncode == 0, done.stderr
+        obj = keysets.get("generated")
+        assert obj is not None
+        stamps.append(obj["metadata"]["annotations"][FORCE_SYNC_ANNOTATION])
+        assert done.stdout == (
+            f"TrustFrameworkKeySet {namespace}/generated: sync requested "
+            f"({FORCE_SYNC_ANNOTATION}={stamps[-1]})\n"
+        )
+
+    # Each one a new RFC 3339 value (a repeated value would not make the operator reconcile).
+    first, second = (datetime.fromisoformat(stamp) for stamp in stamps)
+    assert first < second
+
+
 def test_sync_of_a_key_set_that_does_not_exist(
     kube_cluster: KubeCluster, installed_crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
@@ -383,3 +411,50 @@ def test_plan_says_why_nothing_would_be_written_for_a_missing_secret(
         f"{namespace}/not-yet (spec.source.tlsSecret) does not exist; create it or fix the name. "
         "The key set in B2C is left as it is."
     )
+
+
+# --- the docs -----------------------------------------------------------------------------------
+
+
+def test_every_command_in_the_docs_runs_as_shown(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    commands = documented_commands()
+    keysets = Keysets(operator.cluster, namespace)
+    keysets.apply(
+        tls_secret("token-signing-tls", CA, _leaf(6)),
+        keyset(
+            "token-signing", unique_key_set_id("Docs"), {"tlsSecret": {"name": "token-signing-tls"}}
+        ),
+        unlabelled(secret("facebook", {"client-secret": b"docs-v1"})),
+        keyset(
+            "facebook-secret",
+            unique_key_set_id("DocsFacebook"),
+            {"secret": {"name": "facebook", "key": "client-secret"}},
+        ),
+    )
+    for name in ("token-signing", "facebook-secret"):
+        synced(operator, keysets, name)
+    # What the docs' `sync --wait` is for: an unlabelled Secret changed since the last sync.
+    keysets.apply(unlabelled(secret("facebook", {"client-secret": b"docs-v2"})))
+
+    ran = []
+    for command in commands:  # in the docs' order: `sync --wait` comes before a plain sync
+        done = kubectl_with_plugin(
+            operator.cluster, tmp_path, *command.args(namespace), env=graph_env(operator)
+        )
+        ran.append(command.line)
+
+        assert done.returncode == 0, f"{command.line}: {done.stderr}"
+        assert TRACEBACK not in done.stderr
+        if command.output:
+            # The first line shown: a table's header, or what the command says first.
+            shown = command.output[0].replace(" identity/", f" {namespace}/")
+            first = done.stdout.splitlines()[0]
+            if "  " in shown:
+                assert first.split() == shown.split(), command.line
+            else:
+                assert first.split("(")[0] == shown.split("(")[0], command.line
+
+    subcommands = {command.args(namespace)[1] for command in commands}
+    assert subcommands == {"status", "plan", "sync"}, f"{DOCS.name} shows {ran}"
