@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from apiserver import KubeCluster, wait_until
 from keyset_objects import Keysets, keyset, ready, secret, tls_secret, unique_key_set_id, x5t
 from operator_process import RBAC_PROPAGATION_TIMEOUT_SECONDS, RunningOperator, operator_env
@@ -248,6 +249,53 @@ def test_a_user_limited_to_one_namespace_is_refused_all_namespaces_with_the_verb
     ), sync.stderr
 
 
+def test_the_context_chooses_the_identity_and_its_namespace_is_the_default(
+    kube_cluster: KubeCluster, installed_crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    Keysets(kube_cluster, namespace).apply(
+        keyset("generated", unique_key_set_id("Context"), {"generate": {"kty": "oct"}})
+    )
+    reader = namespace_reader_kubeconfig(kube_cluster, namespace, "context-reader")
+    wait_until(
+        lambda: may_list_keysets(kube_cluster, reader, namespace),
+        timeout=RBAC_PROPAGATION_TIMEOUT_SECONDS,
+        what="the RoleBinding to reach the authorizer",
+    )
+    kubeconfig = two_contexts(kube_cluster, reader, namespace, tmp_path / "kubeconfig")
+
+    as_reader = b2ckeys(tmp_path, "status", kubeconfig=kubeconfig)
+    as_reader_everywhere = b2ckeys(tmp_path, "status", "-A", kubeconfig=kubeconfig)
+    as_admin_everywhere = b2ckeys(
+        tmp_path, "status", "-A", "--context", "admin", kubeconfig=kubeconfig
+    )
+    unknown = b2ckeys(tmp_path, "status", "--context", "staging", kubeconfig=kubeconfig)
+
+    assert as_reader.returncode == 0, as_reader.stderr
+    assert as_reader.stdout.splitlines()[2].split()[0] == "generated"
+    assert as_reader_everywhere.returncode == 1
+    assert "forbidden" in as_reader_everywhere.stderr
+    assert as_admin_everywhere.returncode == 0, as_admin_everywhere.stderr
+    assert any(
+        line.split()[:2] == [namespace, "generated"]
+        for line in as_admin_everywhere.stdout.splitlines()
+    )
+    assert unknown.returncode == 1
+    assert "staging" in unknown.stderr
+    assert TRACEBACK not in unknown.stderr
+
+
+def two_contexts(cluster: KubeCluster, reader: Path, namespace: str, path: Path) -> Path:
+    """One kubeconfig: the namespace reader's context, current and defaulting to `namespace`,
+    and admin's."""
+    document = yaml.safe_load(reader.read_text(encoding="utf-8"))
+    admin = yaml.safe_load(cluster.admin_kubeconfig.read_text(encoding="utf-8"))
+    document["contexts"][0]["context"]["namespace"] = namespace
+    document["users"] += admin["users"]
+    document["contexts"] += admin["contexts"]
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
 # --- sync ---------------------------------------------------------------------------------------
 
 
@@ -264,6 +312,16 @@ def test_sync_makes_the_operator_pick_up_an_unlabelled_secret_at_once(
     assert "lacks the label" in ready(before)["message"]
     # Unlabelled, so no watch event reaches the operator; its resync is 10 minutes away.
     keysets.apply(unlabelled(secret("facebook", {"client-secret": b"second-value"})))
+    planned = b2ckeys(
+        tmp_path, "plan", "facebook", "-n", namespace, kubeconfig=operator.cluster.admin_kubeconfig
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert (
+        "a string secret whose value status.sourceFingerprint does not describe" in planned.stdout
+    )
+    assert planned.stdout.splitlines()[-1].startswith("  1. uploadSecret nbf=")
+    assert planned.stdout.splitlines()[-1].endswith(" exp=None (the secret's value changed)")
+    assert "lacks the label" in planned.stdout
 
     done = kubectl_with_plugin(
         operator.cluster,
@@ -290,7 +348,9 @@ def test_sync_makes_the_operator_pick_up_an_unlabelled_secret_at_once(
     assert len(operator.graph.keys(f"B2C_1A_{key_set_id}")) == 2
     value = after["metadata"]["annotations"][FORCE_SYNC_ANNOTATION]
     assert value in first_line
-    assert "second-value" not in done.stdout + done.stderr
+    for shown in (planned, done):
+        assert "second-value" not in shown.stdout + shown.stderr
+        assert before["status"]["sourceFingerprint"] not in shown.stdout
 
 
 def test_sync_without_wait_sets_the_annotation_and_returns(
