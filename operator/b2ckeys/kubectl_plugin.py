@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -422,11 +423,17 @@ def _main(
     argv: Sequence[str],
 ) -> int:
     args = parser.parse_args(list(argv))
+    # The command says every failure itself, once; the libraries' own log lines (azure-identity
+    # warns of each failed token request) would repeat it in another voice.
+    disabled = logging.root.manager.disable
+    logging.disable(logging.ERROR)
     try:
         print(asyncio.run(run(args)))
     except CommandFailed as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        logging.disable(disabled)
     return 0
 
 

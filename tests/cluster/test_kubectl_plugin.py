@@ -211,6 +211,32 @@ def test_status_graph_without_credentials_says_what_to_set(
     assert TRACEBACK not in shown.stderr
 
 
+def test_status_graph_with_a_wrong_client_secret_says_what_to_check(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    keysets = Keysets(operator.cluster, namespace)
+    keysets.apply(keyset("generated", unique_key_set_id("WrongSecret"), {"generate": {}}))
+    synced(operator, keysets, "generated")
+
+    shown = b2ckeys(
+        tmp_path,
+        "status",
+        "-n",
+        namespace,
+        "--graph",
+        kubeconfig=operator.cluster.admin_kubeconfig,
+        env={**graph_env(operator), "AZURE_CLIENT_SECRET": "not-the-secret"},
+    )
+
+    assert shown.returncode == 1
+    assert shown.stderr.startswith(
+        "b2ckeys status: error: reading B2C failed (Unauthorized): Graph refused the operator's "
+        "credentials"
+    ), shown.stderr
+    assert "not-the-secret" not in shown.stderr
+    assert TRACEBACK not in shown.stderr
+
+
 # --- RBAC ---------------------------------------------------------------------------------------
 
 
