@@ -17,7 +17,12 @@ import pytest
 import yaml
 from apiserver import KubeCluster, wait_until
 from keyset_objects import Keysets, keyset, ready, secret, tls_secret, unique_key_set_id, x5t
-from operator_process import RBAC_PROPAGATION_TIMEOUT_SECONDS, RunningOperator, operator_env
+from operator_process import (
+    OPERATOR_USER,
+    RBAC_PROPAGATION_TIMEOUT_SECONDS,
+    RunningOperator,
+    operator_env,
+)
 from plugin_cli import (
     DOCS,
     b2ckeys,
@@ -377,6 +382,51 @@ def test_sync_makes_the_operator_pick_up_an_unlabelled_secret_at_once(
     for shown in (planned, done):
         assert "second-value" not in shown.stdout + shown.stderr
         assert before["status"]["sourceFingerprint"] not in shown.stdout
+
+
+def test_sync_wait_on_a_key_set_with_nothing_to_do_ends_in_its_timeout_and_says_why(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    keysets = Keysets(operator.cluster, namespace)
+    keysets.apply(keyset("generated", unique_key_set_id("Quiet"), {"generate": {"kty": "oct"}}))
+    before = synced(operator, keysets, "generated")
+    reads_before = operator_reads(operator, namespace, "generated")
+
+    done = b2ckeys(
+        tmp_path,
+        "sync",
+        "generated",
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "1s",
+        kubeconfig=operator.cluster.admin_kubeconfig,
+    )
+
+    assert done.returncode == 1
+    assert "but its status did not change within 1s. The operator writes status only" in done.stderr
+    after = keysets.get("generated")
+    assert after is not None
+    assert after["status"] == before["status"]
+    # It did reconcile (each reconcile starts with a fresh GET), and found nothing to write.
+    operator.wait_for(
+        "the operator to read the key set again",
+        lambda: operator_reads(operator, namespace, "generated") > reads_before,
+    )
+
+
+def operator_reads(operator: RunningOperator, namespace: str, name: str) -> int:
+    """How many times the operator has read this key set, by the API server's audit log."""
+    return sum(
+        1
+        for event in operator.cluster.audit_events()
+        if (event.get("user") or {}).get("username") == OPERATOR_USER
+        and event.get("verb") == "get"
+        and (event.get("objectRef") or {}).get("resource") == "trustframeworkkeysets"
+        and (event.get("objectRef") or {}).get("namespace") == namespace
+        and (event.get("objectRef") or {}).get("name") == name
+    )
 
 
 def test_sync_without_wait_sets_the_annotation_and_returns(

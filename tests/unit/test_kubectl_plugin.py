@@ -377,3 +377,20 @@ def write_kubeconfig(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def test_an_api_server_that_does_not_answer_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 1 on loopback: nothing listens, so the connection is refused at once.
+    kubeconfig = write_kubeconfig(tmp_path)
+
+    code = kubectl_plugin.status(["--kubeconfig", str(kubeconfig), "-n", "identity"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("b2ckeys status: error: cannot reach the API server: GET /apis/")
+    assert TRACEBACK not in err
+
+
+TRACEBACK = "Traceback (most recent call last)"
