@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -12,11 +13,22 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("b2ckeys_emulators.demo", "main", "run both emulators, the operator and the examples"),
     "graph-emulator": ("b2ckeys_emulators.graph.cli", "main", "serve the B2C key set emulator"),
     "kube-emulator": ("b2ckeys_emulators.kube.cli", "main", "serve an embedded Kubernetes API"),
+    "status": ("b2ckeys.kubectl_plugin", "status", "key sets, their condition and B2C's key"),
+    "plan": ("b2ckeys.kubectl_plugin", "plan", "what Sync mode would write to B2C now"),
+    "sync": ("b2ckeys.kubectl_plugin", "sync", "ask the operator to reconcile a key set now"),
 }
+# Installed a second time under this name, kubectl runs it as `kubectl b2ckeys ...`.
+KUBECTL_PLUGIN = "kubectl-b2ckeys"
+
+
+def program_name() -> str:
+    """How the person typed the command, for usage and error lines."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "kubectl b2ckeys" if invoked == KUBECTL_PLUGIN else "b2ckeys"
 
 
 def _usage() -> str:
-    lines = ["usage: b2ckeys <command> [options]", "", "commands:"]
+    lines = [f"usage: {program_name()} <command> [options]", "", "commands:"]
     lines += [f"  {name:<16} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
     return "\n".join(lines)
 
@@ -28,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     name, rest = args[0], args[1:]
     if name not in SUBCOMMANDS:
-        print(f"b2ckeys: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        print(f"{program_name()}: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function_name, _ = SUBCOMMANDS[name]
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime as dt
 import os
 import shutil
 import ssl
@@ -26,6 +25,7 @@ import httpx
 import yaml
 
 from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
+from b2ckeys.tables import b2c_key_table, keyset_table
 from b2ckeys_emulators.devpki import DevCA, rsa_key
 from b2ckeys_emulators.processes import StartFailed, b2ckeys_executable, listening, running
 
@@ -135,93 +135,21 @@ def _play_cert_manager(ca: DevCA, certificate: Mapping[str, Any], slot: int) -> 
     }
 
 
-def _fmt_time(value: Any) -> str:
-    if isinstance(value, int):
-        return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M")
-    if isinstance(value, str) and value:
-        return value.replace("T", " ")[:16]
-    return "-"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
-
-
-def _short(value: Any, n: int = 14) -> str:
-    text = str(value or "-")
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def report(
     keysets: Sequence[Mapping[str, Any]], b2c_by_tenant: Mapping[str, Mapping[str, Any]]
 ) -> str:
-    rows = []
-    for obj in keysets:
-        status, ready = obj.get("status") or {}, _ready(obj)
-        synced, active = status.get("syncedKey") or {}, status.get("activeKey") or {}
-        tenant = (obj["spec"].get("tenantRef") or {}).get("name", "default")
-        rows.append(
-            [
-                obj["metadata"]["name"],
-                tenant,
-                ready.get("status", "-"),
-                ready.get("reason", "-"),
-                str(status.get("keySetId", "-")),
-                _short(synced.get("kid")),
-                _short(synced.get("x5t")),
-                _short(active.get("kid")),
-                _fmt_time(active.get("expires")),
-            ]
-        )
-    resources_table = _table(
-        [
-            "RESOURCE",
-            "TENANT",
-            "READY",
-            "REASON",
-            "KEYSET",
-            "SYNCED-KID",
-            "X5T",
-            "ACTIVE-KID",
-            "EXPIRES",
-        ],
-        rows,
-    )
-    b2c_rows = []
+    """The tables `kubectl b2ckeys status` prints: the key sets from their status, then every
+    key each tenant's B2C holds (from the emulators' control routes, as `status --graph` reads
+    them from Graph)."""
+    key_sets, tenants = [], []
     for tenant, b2c in b2c_by_tenant.items():
-        for key_set in b2c.get("keySets", b2c.get("value", [])):
-            active_kid = key_set.get("activeKid")
-            for key in key_set.get("keys") or [{}]:
-                b2c_rows.append(_b2c_row(tenant, key_set, key, active_kid))
-    b2c_table = _table(
-        ["TENANT", "B2C KEYSET", "KID", "KTY", "USE", "X5T", "NOT-BEFORE", "EXPIRES", "ACTIVE"],
-        b2c_rows,
-    )
+        for ks in b2c.get("keySets", b2c.get("value", [])):
+            key_sets.append((str(ks.get("id")), list(ks.get("keys") or []), ks.get("activeKid")))
+            tenants.append(tenant)
     return (
-        f"TrustFrameworkKeySets (namespace identity)\n{resources_table}\n\n"
-        f"What B2C holds\n{b2c_table}"
+        f"TrustFrameworkKeySets (namespace identity)\n{keyset_table(keysets, tenants=True)}\n\n"
+        f"What B2C holds\n{b2c_key_table(key_sets, tenants=tenants)}"
     )
-
-
-def _b2c_row(
-    tenant: str, key_set: Mapping[str, Any], key: Mapping[str, Any], active_kid: object
-) -> list[str]:
-    return [
-        tenant,
-        str(key_set.get("id")),
-        _short(key.get("kid")),
-        str(key.get("kty", "-")),
-        str(key.get("use", "-")),
-        _short(key.get("x5t")),
-        _fmt_time(key.get("nbf")),
-        _fmt_time(key.get("exp")),
-        "yes" if key.get("kid") and key.get("kid") == active_kid else "",
-    ]
 
 
 def _prod_tenant(url: str, client_secret: str) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ def test_the_demo_runs_both_tenants_and_a_renewal_end_to_end() -> None:
         "prod-signing",
     }
     for name, row in resources.items():
-        assert row[2:4] == ["True", "Synced"], (name, row)
+        assert row[2:4] == ["True", "Synced"], (name, row)  # NAME TENANT READY REASON ...
     assert resources["prod-signing"][1] == "prod"
     held = [r for r in rows if r[:2] == ["prod", "B2C_1A_ProdTokenSigningKeyContainer"]]
     assert len(held) == 1

@@ -396,3 +396,69 @@ class KubeApi:
             await self._request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", event)
         except KubeError as e:
             logger.warning("could not post event %s on %s/%s: %s", reason, namespace, ref.name, e)
+
+    # --- for `kubectl b2ckeys` (a person's kubeconfig and RBAC) ----------------------------
+
+    @classmethod
+    def connect_as_user(cls, kubeconfig: str | None, context: str | None) -> KubeApi:
+        """As kubectl would: the kubeconfig file given, else $KUBECONFIG (paths joined by the
+        OS's separator are merged), else ~/.kube/config; `context` instead of its current one.
+
+        Raises KubeError (reason "Kubeconfig") when there is none or it lacks the context."""
+        configuration = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )  # type: ignore[no-untyped-call]
+        except (kubernetes.config.ConfigException, OSError) as e:
+            raise KubeError(0, "Kubeconfig", f"cannot use the kubeconfig: {e}") from None
+        return cls(kubernetes.client.ApiClient(configuration), threads=4)
+
+    @staticmethod
+    def kubeconfig_namespace(kubeconfig: str | None, context: str | None) -> str:
+        """The namespace of the kubeconfig's context (the current one unless named), as kubectl
+        defaults to it; "default" when the context names none."""
+        try:
+            contexts, current = kubernetes.config.list_kube_config_contexts(kubeconfig)  # type: ignore[no-untyped-call]
+        except (kubernetes.config.ConfigException, OSError) as e:
+            raise KubeError(0, "Kubeconfig", f"cannot use the kubeconfig: {e}") from None
+        chosen = (
+            next((c for c in contexts if c.get("name") == context), None) if context else current
+        )
+        return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+
+    async def list_keyset_bodies(self, namespace: str | None) -> list[dict[str, Any]]:
+        """TrustFrameworkKeySets as served (whole bodies), in one namespace or, with None, in
+        every namespace; sorted by namespace and name."""
+        base = f"/apis/{API_GROUP}/{API_VERSION}"
+        path = (
+            f"{base}/namespaces/{quote(namespace)}/{KEYSET_PLURAL}"
+            if namespace is not None
+            else f"{base}/{KEYSET_PLURAL}"
+        )
+        items = [i for i in (await self._request("GET", path)).get("items") or [] if i]
+        return sorted(
+            items,
+            key=lambda i: ((i.get("metadata") or {}).get("namespace", ""), i["metadata"]["name"]),
+        )
+
+    async def read_keyset_body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One TrustFrameworkKeySet as served, or None when it does not exist."""
+        try:
+            return await self._request("GET", _keyset_path(namespace, name))
+        except NotFound:
+            return None
+
+    async def annotate_keyset(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> dict[str, Any] | None:
+        """Merge-patch annotations onto a key set (None removes one); the object as stored, or
+        None when it does not exist. Only metadata.annotations is sent: spec and status are
+        left as they are, whoever else writes them meanwhile."""
+        patch = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            return await self._request(
+                "PATCH", _keyset_path(namespace, name), patch, "application/merge-patch+json"
+            )
+        except NotFound:
+            return None
