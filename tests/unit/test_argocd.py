@@ -130,14 +130,8 @@ def test_a_wrong_action_result_fails(tmp_path: Path) -> None:
 
     result = _harness("test", str(copy))
     assert result.returncode == 1
-    results = _results(result.stdout)
-    assert results[
-        "action b2ckeys.dev/TrustFrameworkKeySet/actions/observe/testdata/sync-mode.yaml"
-    ]
-    assert (
-        results["action b2ckeys.dev/TrustFrameworkKeySet/actions/observe/testdata/sync-mode.yaml"]
-        == "FAIL"
-    )
+    case = "action b2ckeys.dev/TrustFrameworkKeySet/actions/observe/testdata/sync-mode.yaml"
+    assert _results(result.stdout)[case] == "FAIL"
 
 
 def test_a_wrong_discovery_expectation_fails(tmp_path: Path) -> None:
