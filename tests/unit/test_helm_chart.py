@@ -490,13 +490,12 @@ def test_the_tuned_values_are_settings_the_operator_accepts(home: Path) -> None:
     from_secrets = {
         name: "stand-in" for name, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})
     }
+    # The workload identity webhook's variable, as it would set it.
     token = {"AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token"}
     environ = {**plain, **from_secrets, **token, "KUBECONFIG": "/dev/null"}
     tuned = Settings.from_env(environ)
-    defaults = Settings.from_env(
-        {**token, "KUBECONFIG": "/dev/null"}
-        | {k: environ[k] for k in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID")}
-    )
+    tenant = {k: environ[k] for k in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID")}
+    defaults = Settings.from_env({**tenant, **token, "KUBECONFIG": "/dev/null"})
     assert tuned.resync_interval == 15 * 60
     assert tuned.max_concurrent_reconciles == 4
     assert tuned.watch_selector == "example.com/b2ckeys=true"
