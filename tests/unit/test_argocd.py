@@ -250,3 +250,23 @@ def test_key_set_test_data_fits_the_crd() -> None:
     assert len(data) >= 10
     for path in data:
         assert schema_errors(schema, apply_defaults(schema, _load(path))) == [], path
+
+
+def test_the_argocd_cm_keys_hold_exactly_the_scripts() -> None:
+    config_map = _load(CUSTOMISATION / "argocd-cm.yaml")
+    assert (config_map["kind"], config_map["metadata"]["name"]) == ("ConfigMap", "argocd-cm")
+    data = config_map["data"]
+    for kind in KINDS:
+        health = CUSTOMISATION / "b2ckeys.dev" / kind / "health.lua"
+        assert data[f"resource.customizations.health.b2ckeys.dev_{kind}"] == health.read_text(
+            encoding="utf-8"
+        )
+    actions = yaml.safe_load(
+        data["resource.customizations.actions.b2ckeys.dev_TrustFrameworkKeySet"]
+    )
+    directory = KEY_SET / "actions"
+    assert actions["discovery.lua"] == (directory / "discovery.lua").read_text(encoding="utf-8")
+    defined = {d["name"]: d["action.lua"] for d in actions["definitions"]}
+    on_disk = {p.parent.name: p.read_text(encoding="utf-8") for p in directory.glob("*/action.lua")}
+    assert defined == on_disk
+    assert len(data) == len(KINDS) + 1
