@@ -193,7 +193,13 @@ def test_the_default_render(default_render: list[Obj]) -> None:
         ({"metrics.serviceMonitor.enable": "true"}, "enable"),
         ({"leaderElection.leaseDuraton": "15s"}, "leaseDuraton"),
         ({"crds.keepp": "true"}, "keepp"),
-        ({"clusterTenant.auth.clientSecret.secretRef.name": "app"}, "auth"),
+        (
+            {
+                "clusterTenant.auth.clientSecret.secretRef.name": "app",
+                "clusterTenant.auth.clientCertificate.secretRef.name": "app-tls",
+            },
+            "auth",
+        ),
     ],
     ids=lambda v: next(iter(v)) if isinstance(v, dict) else v,
 )
@@ -614,3 +620,28 @@ def test_a_release_under_another_name_grants_the_same(
     assert unscoped(ours) == unscoped(default)
     names = {g.resource_name for g in ours if g.resource == "leases"}
     assert names == {"*", "identity-keys-b2ckeys-leader"}
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ({}, {"workloadIdentity": {}}),
+        (
+            {"clusterTenant.auth.clientSecret.secretRef.name": "b2c-app"},
+            {"clientSecret": {"secretRef": {"name": "b2c-app", "key": "client-secret"}}},
+        ),
+    ],
+    ids=["default-workload-identity", "client-secret"],
+)
+def test_the_cluster_tenant_has_exactly_one_credential(
+    home: Path, auth: dict[str, str], expected: Obj
+) -> None:
+    ids = {
+        "clusterTenant.enabled": "true",
+        "clusterTenant.tenantId": "contoso.onmicrosoft.com",
+        "clusterTenant.clientId": "11111111-2222-3333-4444-555555555555",
+    }
+    if auth:
+        auth = {**auth, "clusterTenant.auth.clientSecret.secretRef.key": "client-secret"}
+    tenant = only(render(home, set_values={**ids, **auth}), "ClusterB2CTenant")
+    assert tenant["spec"]["auth"] == expected
