@@ -6,18 +6,27 @@ builds them before pytest runs; a test never starts a build (a cold one takes mi
 and says how to build instead.
 
     from go_tools import tool_binary
+
+`argocd_health(obj)` gives the Argo CD health of an object the operator wrote (deploy/argocd's
+health.lua for its kind, run by Argo CD's Lua VM).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_TOOLS_SCRIPT = ROOT / "scripts" / "go-tools"
+ARGOCD_CUSTOMISATION = ROOT / "deploy" / "argocd"
+# Argo CD stops a script after 1 second; this only bounds a hung harness.
+ARGOCD_LUA_TIMEOUT_SECONDS = 30
 
 
 @functools.cache
@@ -48,3 +57,22 @@ def tool_binary(name: str) -> Path:
 def cert_manager_crds_dir() -> Path:
     """cert-manager's CRDs (plain YAML) from the same module version as cert-manager-controller."""
     return tool_binary("cert-manager-controller").parent.parent / "crds"
+
+
+def argocd_health(obj: Mapping[str, Any]) -> dict[str, str]:
+    """{"status": ..., "message": ...} as Argo CD would show for `obj` (a whole object, as read
+    from the API server), from deploy/argocd/<group>/<Kind>/health.lua."""
+    group = str(obj["apiVersion"]).rpartition("/")[0]
+    script = ARGOCD_CUSTOMISATION / group / str(obj["kind"]) / "health.lua"
+    result = subprocess.run(
+        [str(tool_binary("argocd-lua")), "health", str(script)],
+        input=json.dumps(obj),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=ARGOCD_LUA_TIMEOUT_SECONDS,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"argocd-lua health {script}: {result.stderr.strip()}", pytrace=False)
+    health: dict[str, str] = json.loads(result.stdout)
+    return health

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from crd_schema import apply_defaults, load_crd, schema_errors, served_schema
 
-from go_tools import tool_binary
+from go_tools import argocd_health, tool_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMISATION = ROOT / "deploy" / "argocd"
@@ -216,7 +216,7 @@ def test_an_empty_tree_is_a_failure_not_a_pass(tmp_path: Path) -> None:
 
 
 def test_single_object_mode_prints_the_health_of_a_json_object_on_stdin() -> None:
-    # How the operator suite feeds the statuses the operator really wrote.
+    # How the operator suite feeds the statuses the operator really wrote (argocd_health).
     key_set = _load(KEY_SET / "testdata" / "pending-activation.yaml")
     result = _harness("health", str(KEY_SET / "health.lua"), stdin=json.dumps(key_set))
     assert result.returncode == 0, result.stderr
@@ -224,6 +224,9 @@ def test_single_object_mode_prints_the_health_of_a_json_object_on_stdin() -> Non
         "status": "Progressing",
         "message": key_set["status"]["conditions"][0]["message"],
     }
+    assert argocd_health(key_set) == json.loads(result.stdout)
+    tenant = _load(CUSTOMISATION / "b2ckeys.dev" / "ClusterB2CTenant" / "testdata" / "healthy.yaml")
+    assert argocd_health(tenant)["status"] == "Healthy"
 
 
 def test_sync_now_stamps_the_current_utc_time() -> None:
