@@ -26,7 +26,7 @@ from apiserver import KubeCluster, find_bin_dir, running_cluster, wait_until
 from helm_support import MONITORING_CRDS, ClusterTools, readme_commands, tenant_stand_in_crds
 from kubernetes import client as k8s
 
-from helm_chart import SCENARIOS, Obj, render
+from helm_chart import CHART, SCENARIOS, Obj, render
 
 pytestmark = pytest.mark.cluster
 
@@ -184,6 +184,7 @@ INSTALL = (
 LABEL = f"kubectl label namespace {README_NAMESPACE} pod-security.kubernetes.io/enforce=restricted"
 ROLLOUT = f"kubectl -n {README_NAMESPACE} rollout status deployment/b2ckeys"
 GET_TFKS = "kubectl get tfks -A"
+SHOW_VALUES = "helm show values deploy/helm/b2ckeys"
 UPGRADE = (
     f"helm upgrade b2ckeys deploy/helm/b2ckeys --namespace {README_NAMESPACE} --reuse-values "
     "--set config.logFormat=json"
@@ -210,6 +211,7 @@ def test_the_readme_shows_exactly_the_commands_these_tests_run() -> None:
         LABEL,
         ROLLOUT,
         GET_TFKS,
+        SHOW_VALUES,
         UPGRADE,
         UNINSTALL,
         GET_CRD,
@@ -285,6 +287,9 @@ def test_install_upgrade_and_uninstall_with_helm_as_the_readme_says(
         .metadata.generation
     )
     assert "B2CKEYS_LOG_FORMAT" not in operator_env(cluster)
+    shown = succeeded(tools.command(SHOW_VALUES), SHOW_VALUES)
+    assert shown.strip() == (CHART / "values.yaml").read_text(encoding="utf-8").strip()
+    assert "logFormat:" in shown
     upgraded = succeeded(tools.command(UPGRADE), UPGRADE)
     assert "REVISION: 2" in upgraded
     env = operator_env(cluster)
