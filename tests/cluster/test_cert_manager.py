@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from keyset_objects import GROUP, PLURAL, VERSION, Keysets, keyset, ready, unique_key_set_id
 from kubernetes import client as k8s
 from operator_process import (
+    OPERATOR_USER,
     GraphEmulatorThread,
     OperatorProcess,
     RunningOperator,
@@ -310,6 +311,102 @@ def test_the_readme_example_is_issued_by_cert_manager_and_synced(
     assert len(scene.uploads(full_id)) == 1
 
 
+# --- what real cert-manager writes that the hand-made Secrets did not ---------------------------
+
+# What cert-manager's issuing controller stamps on every Secret it writes (besides
+# secretTemplate's labels and annotations).
+CERT_MANAGER_ANNOTATIONS = {
+    "cert-manager.io/alt-names",
+    "cert-manager.io/certificate-name",
+    "cert-manager.io/common-name",
+    "cert-manager.io/ip-sans",
+    "cert-manager.io/issuer-group",
+    "cert-manager.io/issuer-kind",
+    "cert-manager.io/issuer-name",
+    "cert-manager.io/uri-sans",
+}
+CERT_MANAGER_LABEL = {"controller.cert-manager.io/fao": "true"}
+NEXT_PRIVATE_KEY_LABEL = "cert-manager.io/next-private-key"
+
+
+def test_what_cert_manager_writes_into_the_secret(
+    operator: RunningOperator, cert_manager: CertManagerApi, namespace: str
+) -> None:
+    """Each difference from the Secrets the tests and the demo used to write by hand."""
+    scene = Scene(operator, cert_manager, namespace)
+    key_set_id = f"B2C_1A_{unique_key_set_id('CmWrites')}"
+    with scene.secret_recorder() as secrets:
+        scene.cluster.apply(
+            [
+                scene.certificate("writes", "writes-tls"),
+                keyset("writes", key_set_id, {"tlsSecret": {"name": "writes-tls"}}),
+            ],
+            namespace=namespace,
+        )
+        scene.issued("writes", 1)
+        first = wait("the Secret", lambda: scene.secret_x5t("writes-tls"))
+        scene.synced("writes", first)
+        issued_events = len(secrets.events())
+        cert_manager.renew(namespace, "writes")
+        scene.issued("writes", 2)
+        second = str(scene.secret_x5t("writes-tls"))
+        scene.synced("writes", second)
+        wait(
+            "the next private key Secret to go",
+            lambda: [e for e in secrets.events()[issued_events:] if e.type == "DELETED"],
+        )
+    tls_events = secrets.events("writes-tls")
+    others = [e for e in secrets.events() if e.name != "writes-tls"]
+
+    # 1. One write per issuance, complete: the Secret is created with the certificate, key and
+    #    CA together (one server-side apply), and a renewal is one MODIFIED event.
+    assert [e.type for e in tls_events] == ["ADDED", "MODIFIED"]
+    created = tls_events[0].obj
+    assert set(created["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert created["type"] == "kubernetes.io/tls"
+    managers = {(f["manager"], f["operation"]) for f in created["metadata"]["managedFields"]}
+    assert managers == {("cert-manager-certificates-issuing", "Apply")}
+
+    # 2. tls.key is PKCS#1 ("RSA PRIVATE KEY"): privateKey.encoding defaults to PKCS1. The
+    #    hand-made Secrets held PKCS#8; the operator reads both.
+    assert secret_data(created, "tls.key").startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+
+    # 3. tls.crt is the leaf alone (the CA is a self-signed root); ca.crt is that CA.
+    assert secret_data(created, "tls.crt").count(b"BEGIN CERTIFICATE") == 1
+    ca_secret = scene.core.read_namespaced_secret(CA_ISSUER, CLUSTER_RESOURCE_NAMESPACE)
+    assert secret_data(created, "ca.crt") == base64.b64decode(ca_secret.data["tls.crt"])
+
+    # 4. Labels and annotations of cert-manager's own beside secretTemplate's.
+    metadata = created["metadata"]
+    assert metadata["labels"] == {**WATCH_LABEL, **CERT_MANAGER_LABEL}
+    assert set(metadata["annotations"]) == CERT_MANAGER_ANNOTATIONS
+    assert metadata["annotations"]["cert-manager.io/certificate-name"] == "writes"
+    assert metadata["annotations"]["cert-manager.io/issuer-kind"] == "ClusterIssuer"
+    assert metadata["annotations"]["cert-manager.io/alt-names"] == ""
+
+    # 5. Each issuance first stores the new private key in a Secret of its own (generated
+    #    name, Opaque, PKCS#8, owned by the Certificate, without the watch label) and deletes
+    #    it once issued. The operator's label selector never lets it see one.
+    next_keys = {e.name for e in others}
+    assert len(next_keys) == 2, "one per issuance"
+    for event in others:
+        assert event.obj["metadata"]["labels"] == {
+            NEXT_PRIVATE_KEY_LABEL: "true",
+            **CERT_MANAGER_LABEL,
+        }
+        assert event.obj["metadata"]["ownerReferences"][0]["kind"] == "Certificate"
+    assert sorted(e.type for e in others) == ["ADDED", "ADDED", "DELETED", "DELETED"]
+    operator_reads = [
+        event
+        for event in operator.cluster.audit_events()
+        if (event.get("user") or {}).get("username") == OPERATOR_USER
+        and (event.get("objectRef") or {}).get("name") in next_keys
+    ]
+    assert operator_reads == []
+
+    assert scene.b2c_x5ts(key_set_id) == [first, second]
+
+
 # --- renewals -----------------------------------------------------------------------------------
 
 
@@ -429,10 +526,11 @@ def test_an_unlabelled_secret_syncs_at_resync_until_the_label_is_added(
 
     # A renewal of the unlabelled Secret waits for the resync.
     with scene.secret_recorder() as secrets, scene.keyset_recorder() as keysets:
+        scheduled = (scene.keysets.get("plain") or {})["status"]["nextSyncTime"]
         cert_manager.renew(namespace, "plain")
         scene.issued("plain", 2)
         second = str(scene.secret_x5t("plain-tls"))
-        scene.synced("plain", second)
+        resynced = scene.synced("plain", second)
         written = first_event(
             secrets.events("plain-tls"), lambda o: x5t_of_pem(secret_data(o, "tls.crt")) == second
         )
@@ -440,6 +538,8 @@ def test_an_unlabelled_secret_syncs_at_resync_until_the_label_is_added(
     at_resync = seen.arrived - written.arrived
     print(f"unlabelled renewal reached B2C after {at_resync:.1f}s (resync {RESYNC:.0f}s)")
     assert at_resync <= RESYNC + 5
+    # Not before the resync the status announced (RFC 3339 strings of one format compare).
+    assert resynced["status"]["lastSyncTime"] >= scheduled
 
     # Adding the label to the Certificate: cert-manager rewrites the Secret's metadata (no new
     # certificate), the operator now watches it, and nothing is uploaded for that rewrite.
@@ -459,6 +559,8 @@ def test_an_unlabelled_secret_syncs_at_resync_until_the_label_is_added(
         ),
         timeout=RESYNC + 30,
     )
+    # The rewrite carried no new certificate, and uploaded nothing.
+    assert scene.secret_x5t("plain-tls") == second
     assert synced_x5t(labelled) == second
     assert len(scene.uploads(key_set_id)) == 2
 
