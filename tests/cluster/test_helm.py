@@ -19,12 +19,13 @@ import copy
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from apiserver import KubeCluster, find_bin_dir, running_cluster, wait_until
 from helm_support import MONITORING_CRDS, ClusterTools, readme_commands, tenant_stand_in_crds
 from kubernetes import client as k8s
+from kubernetes.dynamic.exceptions import NotFoundError
 
 from helm_chart import CHART, SCENARIOS, Obj, render
 
@@ -39,6 +40,26 @@ ESTABLISHED_TIMEOUT_SECONDS = 30.0
 
 def fresh_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def read(
+    cluster: KubeCluster, api_version: str, kind: str, name: str, namespace: str | None = None
+) -> Obj | None:
+    """One object as a plain dict (as kubectl shows it), or None when it does not exist."""
+    resource = cluster.dynamic.resources.get(api_version=api_version, kind=kind)
+    try:
+        found = resource.get(name=name, namespace=namespace)
+    except NotFoundError:
+        return None
+    return cast(Obj, found.to_dict())
+
+
+def names(
+    cluster: KubeCluster, api_version: str, kind: str, namespace: str | None = None
+) -> set[str]:
+    resource = cluster.dynamic.resources.get(api_version=api_version, kind=kind)
+    listed = cast(Obj, resource.get(namespace=namespace).to_dict())
+    return {item["metadata"]["name"] for item in listed["items"]}
 
 
 # --- every rendered object, dry-run on the server ------------------------------------------------
@@ -102,8 +123,7 @@ def test_every_rendered_object_passes_a_server_side_dry_run(
         (o["kind"], o["metadata"]["name"]) for o in objects
     ]
     # A dry run persists nothing: the Deployment is still not there.
-    apps = k8s.AppsV1Api(kube_cluster.admin)
-    assert not apps.list_namespaced_deployment(namespace).items
+    assert not names(kube_cluster, "apps/v1", "Deployment", namespace)
     # Pod Security admission enforces on Pods only (a Deployment gets a warning at most).
     pod = dry_run_pod(kube_cluster, objects, namespace)
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -143,15 +163,13 @@ def tools(readme_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory)
     return ClusterTools(readme_cluster, tmp_path_factory.mktemp("tools-home"))
 
 
+CRD_API = "apiextensions.k8s.io/v1"
+
+
 def established(cluster: KubeCluster, name: str) -> bool:
-    try:
-        crd = k8s.ApiextensionsV1Api(cluster.admin).read_custom_resource_definition(name)
-    except k8s.ApiException as e:
-        if e.status == 404:
-            return False
-        raise
-    conditions = crd.status.conditions if crd.status else None
-    return any(c.type == "Established" and c.status == "True" for c in conditions or [])
+    crd = read(cluster, CRD_API, "CustomResourceDefinition", name)
+    conditions = (crd or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
 def key_set(namespace: str, name: str) -> Obj:
@@ -163,12 +181,15 @@ def key_set(namespace: str, name: str) -> Obj:
     }
 
 
+def operator_deployment(cluster: KubeCluster) -> Obj:
+    deployment = read(cluster, "apps/v1", "Deployment", "b2ckeys", README_NAMESPACE)
+    assert deployment is not None, "no Deployment b2ckeys"
+    return deployment
+
+
 def operator_env(cluster: KubeCluster) -> dict[str, Any]:
-    deployment = k8s.AppsV1Api(cluster.admin).read_namespaced_deployment(
-        "b2ckeys", README_NAMESPACE
-    )
-    (container,) = deployment.spec.template.spec.containers
-    return {e.name: e.value for e in container.env}
+    (container,) = operator_deployment(cluster)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
 
 
 def succeeded(result: Any, line: str) -> str:
@@ -242,30 +263,28 @@ def test_install_upgrade_and_uninstall_with_helm_as_the_readme_says(
         timeout=ESTABLISHED_TIMEOUT_SECONDS,
         what=f"{CRD_NAME} to be Established",
     )
-    stored = {
-        "ServiceAccount": k8s.CoreV1Api(cluster.admin).read_namespaced_service_account,
-        "Service": lambda n, ns: k8s.CoreV1Api(cluster.admin).read_namespaced_service(
-            f"{n}-metrics", ns
-        ),
-        "Deployment": k8s.AppsV1Api(cluster.admin).read_namespaced_deployment,
-        "PodDisruptionBudget": k8s.PolicyV1Api(cluster.admin).read_namespaced_pod_disruption_budget,
-        "Role": lambda n, ns: k8s.RbacAuthorizationV1Api(cluster.admin).read_namespaced_role(
-            f"{n}-leader-election", ns
-        ),
-    }
-    for kind, read in stored.items():
-        assert read("b2ckeys", README_NAMESPACE), kind
-    k8s.RbacAuthorizationV1Api(cluster.admin).read_cluster_role("b2ckeys")
-    account = k8s.CoreV1Api(cluster.admin).read_namespaced_service_account(
-        "b2ckeys", README_NAMESPACE
-    )
-    assert account.metadata.annotations["azure.workload.identity/tenant-id"] == (
+    stored = [
+        ("v1", "ServiceAccount", "b2ckeys"),
+        ("v1", "Service", "b2ckeys-metrics"),
+        ("apps/v1", "Deployment", "b2ckeys"),
+        ("policy/v1", "PodDisruptionBudget", "b2ckeys"),
+        ("rbac.authorization.k8s.io/v1", "Role", "b2ckeys-leader-election"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", "b2ckeys-leader-election"),
+    ]
+    for api_version, kind, name in stored:
+        assert read(cluster, api_version, kind, name, README_NAMESPACE), f"{kind} {name}"
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        assert read(cluster, "rbac.authorization.k8s.io/v1", kind, "b2ckeys"), kind
+    account = read(cluster, "v1", "ServiceAccount", "b2ckeys", README_NAMESPACE)
+    assert account is not None
+    assert account["metadata"]["annotations"]["azure.workload.identity/tenant-id"] == (
         "contoso.onmicrosoft.com"
     )
 
     succeeded(tools.command(LABEL), LABEL)
-    namespace = k8s.CoreV1Api(cluster.admin).read_namespace(README_NAMESPACE)
-    assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    namespace = read(cluster, "v1", "Namespace", README_NAMESPACE)
+    assert namespace is not None
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
     # No nodes and no deployment controller here, so the rollout never completes: bounded, the
     # command shows it names the Deployment the chart created and waits on its rollout.
@@ -281,11 +300,7 @@ def test_install_upgrade_and_uninstall_with_helm_as_the_readme_says(
     assert "team-a" in listed
     assert "token-signing" in listed
 
-    generation = (
-        k8s.AppsV1Api(cluster.admin)
-        .read_namespaced_deployment("b2ckeys", README_NAMESPACE)
-        .metadata.generation
-    )
+    generation = operator_deployment(cluster)["metadata"]["generation"]
     assert "B2CKEYS_LOG_FORMAT" not in operator_env(cluster)
     shown = succeeded(tools.command(SHOW_VALUES), SHOW_VALUES)
     assert shown.strip() == (CHART / "values.yaml").read_text(encoding="utf-8").strip()
@@ -295,20 +310,16 @@ def test_install_upgrade_and_uninstall_with_helm_as_the_readme_says(
     env = operator_env(cluster)
     assert env["B2CKEYS_LOG_FORMAT"] == "json"
     assert env["AZURE_TENANT_ID"] == "contoso.onmicrosoft.com", "--reuse-values kept the rest"
-    after = k8s.AppsV1Api(cluster.admin).read_namespaced_deployment("b2ckeys", README_NAMESPACE)
-    assert after.metadata.generation == generation + 1
+    assert operator_deployment(cluster)["metadata"]["generation"] == generation + 1
 
     succeeded(tools.command(UNINSTALL), UNINSTALL)
-    apps = k8s.AppsV1Api(cluster.admin)
-    assert not apps.list_namespaced_deployment(README_NAMESPACE).items
-    rbac = k8s.RbacAuthorizationV1Api(cluster.admin)
-    assert "b2ckeys" not in {r.metadata.name for r in rbac.list_cluster_role().items}
+    assert not names(cluster, "apps/v1", "Deployment", README_NAMESPACE)
+    assert "b2ckeys" not in names(cluster, "rbac.authorization.k8s.io/v1", "ClusterRole")
     # crds.keep: the CRD and the key sets outlive the release.
     assert CRD_NAME in succeeded(tools.command(GET_CRD), GET_CRD)
     assert established(cluster, CRD_NAME)
-    kept = k8s.CustomObjectsApi(cluster.admin).get_namespaced_custom_object(
-        GROUP, VERSION, "team-a", PLURAL, "token-signing"
-    )
+    kept = read(cluster, f"{GROUP}/{VERSION}", "TrustFrameworkKeySet", "token-signing", "team-a")
+    assert kept is not None
     assert kept["spec"]["keySetId"] == "TokenSigningKeyContainer"
 
 
@@ -329,9 +340,10 @@ def test_crds_applied_with_kubectl_are_adopted_by_helm_install(
     succeeded(tools.command(ADOPT_ANNOTATE), ADOPT_ANNOTATE)
     succeeded(tools.command(INSTALL), INSTALL)
 
-    crd = k8s.ApiextensionsV1Api(readme_cluster.admin).read_custom_resource_definition(CRD_NAME)
-    assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
-    assert crd.metadata.labels["helm.sh/chart"].startswith("b2ckeys-")
+    crd = read(readme_cluster, CRD_API, "CustomResourceDefinition", CRD_NAME)
+    assert crd is not None
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["helm.sh/chart"].startswith("b2ckeys-")
     rendered = succeeded(tools.command(TEMPLATE_HA), TEMPLATE_HA)
     assert "replicas: 3" in rendered
     succeeded(tools.command(UNINSTALL), UNINSTALL)
@@ -343,23 +355,21 @@ def test_install_with_kustomize_as_the_readme_says(
     cluster = readme_cluster
     for line in (APPLY_CRDS, APPLY_WORKLOAD_IDENTITY, GET_TFKS):
         succeeded(tools.command(line), line)
-    account = k8s.CoreV1Api(cluster.admin).read_namespaced_service_account(
-        "b2ckeys", README_NAMESPACE
-    )
-    assert account.metadata.annotations["azure.workload.identity/client-id"] == (
+    account = read(cluster, "v1", "ServiceAccount", "b2ckeys", README_NAMESPACE)
+    assert account is not None
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == (
         "11111111-2222-3333-4444-555555555555"
     )
-    apps = k8s.AppsV1Api(cluster.admin)
-    template = apps.read_namespaced_deployment("b2ckeys", README_NAMESPACE).spec.template
-    assert template.metadata.labels["azure.workload.identity/use"] == "true"
+    template = operator_deployment(cluster)["spec"]["template"]
+    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
 
     succeeded(tools.command(APPLY_HA), APPLY_HA)
-    deployment = apps.read_namespaced_deployment("b2ckeys", README_NAMESPACE)
-    assert deployment.spec.replicas == 3
-    required = deployment.spec.template.spec.affinity.pod_anti_affinity
-    (term,) = required.required_during_scheduling_ignored_during_execution
-    assert term.topology_key == "kubernetes.io/hostname"
-    zones = {c.topology_key for c in deployment.spec.template.spec.topology_spread_constraints}
+    deployment = operator_deployment(cluster)
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    zones = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
     assert "topology.kubernetes.io/zone" in zones
 
 

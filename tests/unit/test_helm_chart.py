@@ -129,10 +129,8 @@ def test_there_is_a_scenario_for_each_documented_case() -> None:
     "values", [None, *SCENARIOS], ids=lambda p: p.name if p else "default-values"
 )
 def test_helm_lint_strict_passes(home: Path, values: Path | None) -> None:
-    linted = run(
-        [helm_binary(), "lint", "--strict", CHART, *(["--values", values] if values else [])],
-        tool_env(home),
-    )
+    values_args = ["--values", str(values)] if values else []
+    linted = run([helm_binary(), "lint", "--strict", CHART, *values_args], tool_env(home))
     assert linted.returncode == 0, linted.stdout + linted.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in linted.stdout
     assert "[WARNING]" not in linted.stdout
