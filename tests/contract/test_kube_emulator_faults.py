@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ async def test_a_fault_answers_the_matching_requests_then_the_emulation_resumes(
 
         async with http.get(FAULTS) as listed:
             assert await _json(listed) == {"value": [], "served": {"409": 2}}
-        assert kube.emulator.faults.served[409] == 2
+        assert kube.emulator.faults.served["409"] == 2
 
 
 async def test_faults_are_cleared_and_listed(tmp_path: Path) -> None:
@@ -66,10 +67,27 @@ async def test_faults_are_cleared_and_listed(tmp_path: Path) -> None:
             assert r.status == 200
 
 
+async def test_a_latency_fault_holds_the_request_then_serves_it(tmp_path: Path) -> None:
+    async with widget_cluster(tmp_path) as kube, aiohttp.ClientSession(kube.url) as http:
+        fault = {"verb": "create", "resource": "widgets", "latency": 0.3}
+        async with http.post(FAULTS, json=fault) as r:
+            assert r.status == 201
+        started = time.monotonic()
+        async with http.post(WIDGETS_PATH, json=widget("w1", size=1)) as created:
+            assert created.status == 201
+        assert time.monotonic() - started >= 0.3
+        assert kube.emulator.read("example.dev/v1/widgets", "default", "w1") is not None
+        async with http.get(FAULTS) as listed:
+            assert (await _json(listed))["served"] == {"latency": 1}
+
+
 @pytest.mark.parametrize(
     ("fault", "problem"),
     [
         ({"status": 404}, "status must be one of"),
+        ({}, "either a status or a positive latency"),
+        ({"status": 500, "latency": 1.0}, "either a status or a positive latency"),
+        ({"latency": "1"}, "latency must be a number"),
         ({"status": "500"}, "status must be an integer"),
         ({"status": 500, "verb": "poke"}, "verb must be one of"),
         ({"status": 500, "times": 0}, "times must be an integer of at least 1"),

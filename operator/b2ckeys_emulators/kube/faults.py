@@ -10,7 +10,8 @@ In-process tests answer requests with kmock reactions; a separate process has no
 
 A fault answers the next `times` requests whose verb (get, list, watch, create, update, patch,
 delete), resource plural, subresource and namespace match (an omitted field matches anything)
-with the `metav1.Status` kube-apiserver sends for that code, before the emulation sees them.
+with the `metav1.Status` kube-apiserver sends for that code, before the emulation sees them; or,
+given `latency` (seconds) instead of `status`, holds them that long and then serves them.
 """
 
 from __future__ import annotations
@@ -35,20 +36,26 @@ VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"
 
 @dataclass
 class KubeFault:
-    status: int
+    status: int | None = None
     verb: str | None = None
     resource: str | None = None  # a plural: "secrets", "trustframeworkkeysets"
     subresource: str | None = None
     namespace: str | None = None
     times: int = 1
+    latency: float = 0.0
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
         # Faults arrive as JSON, so check types as well as values.
-        if not isinstance(self.status, int) or isinstance(self.status, bool):
-            raise ValueError("status must be an integer")
-        if self.status not in REASONS:
-            raise ValueError(f"status must be one of {sorted(REASONS)}")
+        if not isinstance(self.latency, int | float) or isinstance(self.latency, bool):
+            raise ValueError("latency must be a number of seconds")
+        if (self.status is None) == (not self.latency) or self.latency < 0:
+            raise ValueError("a fault has either a status or a positive latency")
+        if self.status is not None:
+            if not isinstance(self.status, int) or isinstance(self.status, bool):
+                raise ValueError("status must be an integer")
+            if self.status not in REASONS:
+                raise ValueError(f"status must be one of {sorted(REASONS)}")
         if not isinstance(self.times, int) or isinstance(self.times, bool) or self.times < 1:
             raise ValueError("times must be an integer of at least 1")
         if self.verb is not None and self.verb not in VERBS:
@@ -65,7 +72,10 @@ class KubeFault:
         actual = (verb, resource, subresource, namespace)
         return all(w is None or w == a for w, a in zip(wanted, actual, strict=True))
 
-    def error(self) -> kmock.KubernetesError:
+    def error(self) -> kmock.KubernetesError | None:
+        """The answer, or None for a latency fault (the request is then served)."""
+        if self.status is None:
+            return None
         return kmock.KubernetesError(
             status=self.status,
             reason=REASONS[self.status],
@@ -76,7 +86,7 @@ class KubeFault:
 class FaultQueue:
     def __init__(self) -> None:
         self._faults: list[KubeFault] = []
-        self.served: Counter[int] = Counter()
+        self.served: Counter[str] = Counter()
 
     def add(self, fault: KubeFault) -> KubeFault:
         self._faults.append(fault)
@@ -97,6 +107,6 @@ class FaultQueue:
                 fault.times -= 1
                 if fault.times == 0:
                     self._faults.remove(fault)
-                self.served[fault.status] += 1
+                self.served[str(fault.status or "latency")] += 1
                 return fault
         return None

@@ -26,6 +26,7 @@ event loop.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -223,7 +224,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 recorded.verb, route.plural, route.subresource, route.namespace
             )
             if fault is not None:
-                raise fault.error()
+                error = fault.error()
+                if error is not None:
+                    raise error
+                await asyncio.sleep(fault.latency)
             return await self._handle(request)
         except _Answered as answered:
             return answered.response
@@ -241,7 +245,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     async def _control_faults(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw.method == "GET":
-            served = {str(code): count for code, count in sorted(self.faults.served.items())}
+            served = dict(sorted(self.faults.served.items()))
             return _json_response(200, {"value": self.faults.queued(), "served": served})
         if raw.method == "DELETE":
             self.faults.clear()
