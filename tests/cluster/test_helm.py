@@ -349,6 +349,35 @@ def test_crds_applied_with_kubectl_are_adopted_by_helm_install(
     succeeded(tools.command(UNINSTALL), UNINSTALL)
 
 
+def test_without_crds_keep_an_uninstall_deletes_the_crd_and_every_key_set(
+    readme_cluster: KubeCluster, tools: ClusterTools
+) -> None:
+    # The other side of crds.keep, so the test above can fail: the same uninstall with
+    # crds.keep=false takes the CRD, and the API server deletes every key set with it.
+    cluster = readme_cluster
+    succeeded(tools.command(f"{INSTALL} --set crds.keep=false"), "install with crds.keep=false")
+    # Helm decides what an uninstall keeps from the release's manifest, not the live object
+    # (which still carries the kept CRD's annotation: adopting patches, it never removes).
+    manifest = succeeded(
+        tools.helm("get", "manifest", "b2ckeys", "--namespace", README_NAMESPACE), "get manifest"
+    )
+    assert "helm.sh/resource-policy" not in manifest
+    assert f"name: {CRD_NAME}" in manifest
+    cluster.create_namespace("team-b")
+    cluster.apply(key_set("team-b", "doomed"))
+
+    succeeded(tools.command(UNINSTALL), UNINSTALL)
+
+    wait_until(
+        lambda: read(cluster, CRD_API, "CustomResourceDefinition", CRD_NAME) is None,
+        timeout=ESTABLISHED_TIMEOUT_SECONDS,
+        what=f"{CRD_NAME} to be deleted",
+    )
+    gone = tools.kubectl("get", "trustframeworkkeysets.b2ckeys.dev", "-A")
+    assert gone.returncode == 1
+    assert "the server doesn't have a resource type" in gone.stderr
+
+
 def test_install_with_kustomize_as_the_readme_says(
     readme_cluster: KubeCluster, tools: ClusterTools
 ) -> None:
