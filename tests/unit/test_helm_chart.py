@@ -222,8 +222,16 @@ def test_the_schema_refuses_typos_and_bad_values(
         ({"podDisruptionBudget.minAvailable": "1"}, "set maxUnavailable or minAvailable, not both"),
         ({"metrics.serviceMonitor.enabled": "true", "metrics.service.enabled": "false"}, "needs"),
         ({"clusterTenant.enabled": "true"}, "clusterTenant.tenantId is required"),
+        ({"serviceAccount.create": "false"}, "serviceAccount.name must name an existing"),
     ],
-    ids=["two-credentials", "half-a-tenant", "two-budgets", "monitor-without-service", "tenant"],
+    ids=[
+        "two-credentials",
+        "half-a-tenant",
+        "two-budgets",
+        "monitor-without-service",
+        "tenant",
+        "unnamed-account",
+    ],
 )
 def test_contradictory_values_fail_with_a_message(
     home: Path, set_values: dict[str, str], message: str
