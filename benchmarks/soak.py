@@ -55,7 +55,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -234,6 +234,9 @@ class Kube:
             raise SoakFailed(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None
 
+    def close(self) -> None:
+        self.http.close()
+
     def keysets(self) -> dict[str, dict[str, Any]]:
         items = self.send("GET", KEYSETS)["items"]
         return {i["metadata"]["name"]: i for i in items}
@@ -245,6 +248,10 @@ class Graph:
         self.http = httpx.Client(base_url=url, verify=context, timeout=30.0)
         self.inspector = httpx.Client(base_url=inspector_url, timeout=30.0)
         self.seen_requests: dict[str, dict[str, Any]] = {}
+
+    def close(self) -> None:
+        self.http.close()
+        self.inspector.close()
 
     def key_sets(self) -> dict[str, dict[str, Any]]:
         response = self.http.get("/_emulator/keysets")
@@ -818,13 +825,22 @@ def emulators(
         str(inspector_file),
     ]
     kube_argv = [executable, "kube-emulator", "--port", "0", "--kubeconfig", str(kubeconfig)]
-    with (
-        listening(graph_argv, workdir / "graph-emulator.log", env, GRAPH_BANNER) as (graph_url, _),
-        listening(
-            kube_argv, workdir / "kube-emulator.log", env, "b2ckeys kube-emulator listening on"
-        ) as (kube_url, _),
-    ):
-        yield graph_url, inspector_file.read_text().strip(), kube_url, kubeconfig
+    pipes: list[IO[str]] = []
+    try:
+        with (
+            listening(graph_argv, workdir / "graph-emulator.log", env, GRAPH_BANNER) as (
+                graph_url,
+                graph_proc,
+            ),
+            listening(
+                kube_argv, workdir / "kube-emulator.log", env, "b2ckeys kube-emulator listening on"
+            ) as (kube_url, kube_proc),
+        ):
+            pipes += [p for p in (graph_proc.stdout, kube_proc.stdout) if p is not None]
+            yield graph_url, inspector_file.read_text().strip(), kube_url, kubeconfig
+    finally:
+        for pipe in pipes:  # their processes have exited: nothing more to copy
+            pipe.close()
 
 
 def report(seed: int, seconds: float, tally: Tally, sources: Sources, graph: Graph) -> str:
@@ -867,12 +883,18 @@ def report(seed: int, seconds: float, tally: Tally, sources: Sources, graph: Gra
     return "\n".join(lines)
 
 
-def soak(seed: int, seconds: float, workdir: Path, executable: str) -> int:
-    print(
-        f"soak seed {seed} (reproduce: benchmarks/soak.py --seed {seed} --seconds {seconds:.0f})",
-        flush=True,
-    )
-    rng = random.Random(seed)  # noqa: S311  (reproducible choices, not cryptography)
+@dataclass
+class Stack:
+    """Both emulators running, clients for them, and the operator processes to start."""
+
+    kube: Kube
+    graph: Graph
+    operators: Operators
+    digest_key: bytes
+
+
+@contextlib.contextmanager
+def stack(workdir: Path, executable: str) -> Iterator[Stack]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "B2CKEYS_"))}
     digest_key = secrets.token_bytes(32)
     client_secret = "soak-" + secrets.token_urlsafe(16)
@@ -881,7 +903,6 @@ def soak(seed: int, seconds: float, workdir: Path, executable: str) -> int:
         DIGEST_KEY_ENV: digest_key.hex(),
         "AZURE_CLIENT_SECRET": client_secret,
     }
-    tally = Tally()
     with emulators(workdir, executable, emulator_env) as (
         graph_url,
         inspector_url,
@@ -901,22 +922,37 @@ def soak(seed: int, seconds: float, workdir: Path, executable: str) -> int:
             "SSL_CERT_FILE": str(ca_file),
             "REQUESTS_CA_BUNDLE": str(ca_file),
         }
-        kube = Kube(kube_url)
-        graph = Graph(graph_url, inspector_url, ca_file)
-        canary = "SOAKCANARY" + secrets.token_hex(6)
-        sources = Sources(kube, rng, canary, digest_key)
         operators = Operators(workdir, executable, operator_env)
-        run = Soak(rng, kube, graph, sources, operators, workdir, tally)
+        kube, graph = Kube(kube_url), Graph(graph_url, inspector_url, ca_file)
+        try:
+            yield Stack(kube, graph, operators, digest_key)
+        finally:
+            operators.stop_all()
+            kube.close()
+            graph.close()
+
+
+def soak(seed: int, seconds: float, workdir: Path, executable: str) -> int:
+    print(
+        f"soak seed {seed} (reproduce: benchmarks/soak.py --seed {seed} --seconds {seconds:.0f})",
+        flush=True,
+    )
+    rng = random.Random(seed)  # noqa: S311  (reproducible choices, not cryptography)
+    tally = Tally()
+    with stack(workdir, executable) as running:
+        canary = "SOAKCANARY" + secrets.token_hex(6)
+        sources = Sources(running.kube, rng, canary, running.digest_key)
+        run = Soak(rng, running.kube, running.graph, sources, running.operators, workdir, tally)
         try:
             sources.create()
-            operators.start_primary()
+            running.operators.start_primary()
             run.run(seconds)
             run.settle()
         finally:
-            operators.stop_all()
-        tally.violations += operators.unexpected_exits
+            running.operators.stop_all()
+        tally.violations += running.operators.unexpected_exits
         run.scan_logs(final=True)
-        print(report(seed, seconds, tally, sources, graph), flush=True)
+        print(report(seed, seconds, tally, sources, running.graph), flush=True)
     return 1 if tally.violations else 0
 
 
