@@ -39,6 +39,9 @@ from operator_process import (
     unexpected_failures,
 )
 
+from b2ckeys_emulators.demo import play_cert_manager
+from b2ckeys_emulators.devpki import DevCA
+
 pytestmark = pytest.mark.cluster
 
 EXAMPLE = ROOT / "deploy" / "examples" / "cert-manager-token-signing.yaml"
@@ -335,10 +338,11 @@ def test_what_cert_manager_writes_into_the_secret(
     """Each difference from the Secrets the tests and the demo used to write by hand."""
     scene = Scene(operator, cert_manager, namespace)
     key_set_id = f"B2C_1A_{unique_key_set_id('CmWrites')}"
+    certificate = scene.certificate("writes", "writes-tls")
     with scene.secret_recorder() as secrets:
         scene.cluster.apply(
             [
-                scene.certificate("writes", "writes-tls"),
+                certificate,
                 keyset("writes", key_set_id, {"tlsSecret": {"name": "writes-tls"}}),
             ],
             namespace=namespace,
@@ -405,6 +409,16 @@ def test_what_cert_manager_writes_into_the_secret(
     assert operator_reads == []
 
     assert scene.b2c_x5ts(key_set_id) == [first, second]
+
+    # `b2ckeys demo` plays cert-manager: its Secret has the same shape as the real one.
+    played = play_cert_manager(DevCA.create("b2ckeys demo CA"), certificate, slot=11)
+    assert played["type"] == created["type"]
+    assert set(played["data"]) == set(created["data"])
+    assert played["metadata"]["labels"] == created["metadata"]["labels"]
+    assert played["metadata"]["annotations"] == created["metadata"]["annotations"]
+    pem_type = secret_data(created, "tls.key").splitlines()[0]
+    assert secret_data(played, "tls.key").splitlines()[0] == pem_type
+    assert secret_data(played, "tls.crt").count(b"BEGIN CERTIFICATE") == 1
 
 
 # --- renewals -----------------------------------------------------------------------------------
