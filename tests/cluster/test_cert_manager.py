@@ -591,3 +591,55 @@ def test_an_unlabelled_secret_syncs_at_resync_until_the_label_is_added(
     print(f"labelled renewal reached B2C after {instant * 1000:.0f} ms")
     assert instant < RESYNC / 3
     assert len(scene.uploads(key_set_id)) == 3
+
+
+def test_a_temporary_certificate_reaches_b2c_before_the_issued_one(
+    operator: RunningOperator, cert_manager: CertManagerApi, namespace: str
+) -> None:
+    """`cert-manager.io/issue-temporary-certificate: "true"` makes cert-manager write a
+    self-signed placeholder into the Secret while the issuer cannot sign yet. It is a valid RSA
+    certificate in a labelled Secret, so the operator uploads it: B2C keeps that key for good."""
+    scene = Scene(operator, cert_manager, namespace)
+    key_set_id = f"B2C_1A_{unique_key_set_id('CmTemp')}"
+    issuer = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": {"name": "later-ca", "namespace": namespace},
+        "spec": {"ca": {"secretName": "later-ca"}},  # not there yet: the issuer is not Ready
+    }
+    temporary = scene.certificate(
+        "temp", "temp-tls", issuerRef={"kind": "Issuer", "name": "later-ca"}
+    )
+    temporary["metadata"]["annotations"] = {"cert-manager.io/issue-temporary-certificate": "true"}
+    scene.cluster.apply(
+        [issuer, temporary, keyset("temp", key_set_id, {"tlsSecret": {"name": "temp-tls"}})],
+        namespace=namespace,
+    )
+    placeholder = wait("the temporary certificate", lambda: scene.secret_x5t("temp-tls"))
+    leaf = x509.load_pem_x509_certificates(secret_data(scene.secret("temp-tls") or {}, "tls.crt"))[
+        0
+    ]
+    # cert-manager signs the placeholder with a throwaway issuer of its own.
+    assert leaf.issuer.rfc4514_string() == "CN=cert-manager.local"
+    assert leaf.subject.rfc4514_string() == "CN=b2ckeys test temp"
+    scene.synced("temp", placeholder)
+
+    # The CA arrives; cert-manager issues the real certificate over the placeholder.
+    ca_secret = scene.core.read_namespaced_secret(CA_ISSUER, CLUSTER_RESOURCE_NAMESPACE)
+    scene.cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/tls",
+                "metadata": {"name": "later-ca", "namespace": namespace},
+                "data": ca_secret.data,
+            }
+        ]
+    )
+    scene.issued("temp", 1)
+    issued = wait(
+        "the issued certificate", lambda: (v := scene.secret_x5t("temp-tls")) != placeholder and v
+    )
+    scene.synced("temp", str(issued))
+    assert scene.b2c_x5ts(key_set_id) == [placeholder, issued]
