@@ -515,7 +515,6 @@ class Operators:
 @dataclass
 class Tally:
     faults: Counter[str] = field(default_factory=Counter)
-    rotations: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     checks: int = 0
     convergence: float | None = None
@@ -662,7 +661,6 @@ class Soak:
     def rotate(self) -> None:
         source = self.rng.choice(self.sources.rotatable())
         self.sources.rotate(source)
-        self.tally.rotations[source.kind] += 1
 
     def graph_fault(self, kind: str | None = None) -> None:
         kind = kind or self.rng.choice(GRAPH_FAULTS)
@@ -710,7 +708,6 @@ class Soak:
         source = self.rng.choice(self.sources.rotatable())
         self.graph.add_fault({"path": upload_path(source), "latency": 3.0, "times": 1})
         self.sources.rotate(source)
-        self.tally.rotations[source.kind] += 1
         landed = self._wait_for(lambda: self.graph.writes_in_flight().get(source.key_set_id, 0) > 0)
         self.operators.kill_primary()
         missed = "" if landed else " (missed)"
@@ -723,7 +720,6 @@ class Soak:
         pattern = re.compile(upload_path(source))
         before = {r["request_id"] for r in self.graph.recent_requests()}
         self.sources.rotate(source)
-        self.tally.rotations[source.kind] += 1
 
         def committed() -> bool:
             return any(
