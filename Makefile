@@ -34,8 +34,9 @@ kube-binaries:
 	scripts/kube-binaries --print-dir
 
 # helm, promtool, the Argo CD Lua harness (gopher-lua) and a cert-manager controller for the
-# tests, built the same way into ${XDG_CACHE_HOME:-~/.cache}/b2ckeys/tools (about 20 minutes once
-# on 2 cores for all four; a second afterwards). scripts/go-tools --help says which versions.
+# tests, built the same way into ${XDG_CACHE_HOME:-~/.cache}/b2ckeys/tools (about 45 minutes once
+# on 2 busy cores for all four, promtool half of it; two seconds afterwards). scripts/go-tools
+# --help says which versions.
 tools:
 	scripts/go-tools
 
