@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench lock kube-binaries clean
+.PHONY: demo test lint typecheck pytest bench lock kube-binaries tools clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) kube-binaries
+pytest: $(STAMP) kube-binaries tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # kube-apiserver and etcd for tests/cluster, built from the Go module proxy on first use and
 # cached per user and version (about 8 minutes once on 2 cores; a fraction of a second afterwards).
 kube-binaries:
 	scripts/kube-binaries --print-dir
+
+# helm, promtool, the Argo CD Lua harness (gopher-lua) and a cert-manager controller for the
+# tests, built the same way into ${XDG_CACHE_HOME:-~/.cache}/b2ckeys/tools (about 45 minutes once
+# on 2 busy cores for all four, promtool half of it; two seconds afterwards). scripts/go-tools
+# --help says which versions.
+tools:
+	scripts/go-tools
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

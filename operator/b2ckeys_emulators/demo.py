@@ -3,13 +3,15 @@
 Everything runs as the real processes a person would start (`b2ckeys graph-emulator`,
 `b2ckeys kube-emulator`, `b2ckeys run`), on loopback, in a temporary directory. The demo plays
 cert-manager: it issues the certificates the example `Certificate`s describe and writes them
-into the labelled TLS Secret, then renews one.
+into the labelled TLS Secret the way real cert-manager was seen to (tests/cluster/
+test_cert_manager.py), then renews one.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import os
 import shutil
 import ssl
@@ -23,8 +25,9 @@ from typing import Any, TextIO
 
 import httpx
 import yaml
+from cryptography.hazmat.primitives import serialization
 
-from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL
+from b2ckeys.settings import API_GROUP, API_VERSION, KEYSET_PLURAL, parse_duration
 from b2ckeys.tables import b2c_key_table, keyset_table
 from b2ckeys_emulators.devpki import DevCA, rsa_key
 from b2ckeys_emulators.processes import StartFailed, b2ckeys_executable, listening, running
@@ -81,6 +84,20 @@ class Kube:
                 f"applying {obj['kind']} {name}: {response.status_code} {response.text}"
             )
 
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        response = self.http.delete(self._path(obj, name))
+        if response.status_code >= 400:
+            raise DemoFailed(f"deleting {obj['kind']} {name}: {response.status_code}")
+
+    def issue(self, ca: DevCA, certificate: Mapping[str, Any], slot: int) -> None:
+        """One issuance the way cert-manager does it: the next private key's Secret, the
+        certificate's Secret in one write, then the next private key's Secret deleted."""
+        next_key = _next_private_key_secret(certificate, slot)
+        self.apply(next_key)
+        self.apply(play_cert_manager(ca, certificate, slot))
+        self.delete(next_key)
+
     def keysets(self, namespace: str) -> list[dict[str, Any]]:
         response = self.http.get(
             f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{KEYSET_PLURAL}"
@@ -114,13 +131,37 @@ def _load_examples(names: Sequence[str]) -> list[dict[str, Any]]:
     return docs
 
 
-def _play_cert_manager(ca: DevCA, certificate: Mapping[str, Any], slot: int) -> dict[str, Any]:
-    """The Secret cert-manager would write for a Certificate (leaves only; CAs are ours)."""
+# cert-manager's default Certificate.spec.duration (90 days) when a Certificate gives none.
+_CERT_MANAGER_DEFAULT_DURATION = 90 * 24 * 3600.0
+
+
+def play_cert_manager(ca: DevCA, certificate: Mapping[str, Any], slot: int) -> dict[str, Any]:
+    """The Secret cert-manager's issuing controller writes for a Certificate (leaves only; CAs
+    are ours), as the cluster tier saw real cert-manager write it: one complete write of
+    tls.crt (the leaf alone under a self-signed CA), tls.key in PKCS#1 (privateKey.encoding's
+    default), ca.crt; secretTemplate's labels plus `controller.cert-manager.io/fao`; and its
+    `cert-manager.io/*` annotations. notBefore is the issuance time, notAfter spec.duration
+    later."""
     spec = certificate["spec"]
+    name = certificate["metadata"]["name"]
+    duration = parse_duration(str(spec.get("duration") or _CERT_MANAGER_DEFAULT_DURATION))
     leaf = ca.issue(
-        spec.get("commonName", certificate["metadata"]["name"]), key=rsa_key(2048, slot)
+        spec.get("commonName", name),
+        key=rsa_key(2048, slot),
+        not_before=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        days=max(int(duration // 86400), 1),
     )
     template = spec.get("secretTemplate") or {}
+    issuer = spec.get("issuerRef") or {}
+    data = {
+        "tls.crt": leaf.cert_pem,
+        "tls.key": leaf.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1: "RSA PRIVATE KEY"
+            serialization.NoEncryption(),
+        ),
+        "ca.crt": ca.root.cert_pem,
+    }
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -128,10 +169,49 @@ def _play_cert_manager(ca: DevCA, certificate: Mapping[str, Any], slot: int) -> 
         "metadata": {
             "name": spec["secretName"],
             "namespace": certificate["metadata"]["namespace"],
-            "labels": dict(template.get("labels") or {}),
-            "annotations": {"cert-manager.io/certificate-name": certificate["metadata"]["name"]},
+            "labels": {
+                **dict(template.get("labels") or {}),
+                "controller.cert-manager.io/fao": "true",
+            },
+            "annotations": {
+                **dict(template.get("annotations") or {}),
+                "cert-manager.io/alt-names": ",".join(spec.get("dnsNames") or []),
+                "cert-manager.io/certificate-name": name,
+                "cert-manager.io/common-name": spec.get("commonName", ""),
+                "cert-manager.io/ip-sans": ",".join(spec.get("ipAddresses") or []),
+                "cert-manager.io/issuer-group": issuer.get("group", ""),
+                "cert-manager.io/issuer-kind": issuer.get("kind", "Issuer"),
+                "cert-manager.io/issuer-name": issuer.get("name", ""),
+                "cert-manager.io/uri-sans": ",".join(spec.get("uris") or []),
+            },
         },
-        "data": {k: base64.b64encode(v).decode() for k, v in ca.tls_secret_data(leaf).items()},
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+def _next_private_key_secret(certificate: Mapping[str, Any], slot: int) -> dict[str, Any]:
+    """The Secret cert-manager's key manager holds a new private key in until it is issued
+    (then deletes it): generated name, Opaque, PKCS#8, no watch label, so the operator never
+    sees it. (Real ones also carry an ownerReference to the Certificate, which the demo does not
+    create.)"""
+    key_pem = rsa_key(2048, slot).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": f"{certificate['metadata']['name']}-{os.urandom(3).hex()[:5]}",
+            "namespace": certificate["metadata"]["namespace"],
+            "labels": {
+                "cert-manager.io/next-private-key": "true",
+                "controller.cert-manager.io/fao": "true",
+            },
+        },
+        "data": {"tls.key": base64.b64encode(key_pem).decode()},
     }
 
 
@@ -283,7 +363,7 @@ def run_demo(workdir: Path, out: TextIO) -> None:
                 f"(playing cert-manager for {len(certificates)} Certificate)"
             )
             for certificate in certificates:
-                kube.apply(_play_cert_manager(ca, certificate, slot=11))
+                kube.issue(ca, certificate, slot=11)
             expected = {d["metadata"]["name"] for d in docs if d["kind"] == "TrustFrameworkKeySet"}
             expected.add("prod-signing")
 
@@ -310,7 +390,7 @@ def run_demo(workdir: Path, out: TextIO) -> None:
                     return ""
 
                 before = synced_x5t()
-                kube.apply(_play_cert_manager(ca, certificate, slot=12))
+                kube.issue(ca, certificate, slot=12)
                 started = time.monotonic()
                 _wait(
                     f"the renewed {name} certificate to reach B2C",

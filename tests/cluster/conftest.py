@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from apiserver import ROOT, KubeCluster, StartupTimes, find_bin_dir, running_cluster
+from cert_manager_process import cert_manager_crds
 from operator_process import (
     GraphEmulatorThread,
     RunningOperator,
@@ -21,7 +22,7 @@ from operator_process import (
     unexpected_failures,
     unexplained_refusals,
 )
-from stand_in_crds import CERT_MANAGER_CRDS, KOPF_PEERING_CRDS
+from stand_in_crds import KOPF_PEERING_CRDS
 
 CRD_DIR = ROOT / "crds"
 _STARTUP_TIMES = pytest.StashKey[StartupTimes]()
@@ -52,9 +53,16 @@ def installed_crds(kube_cluster: KubeCluster) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def stand_in_crds(kube_cluster: KubeCluster) -> list[str]:
-    """Permissive stand-ins for cert-manager's and Kopf's peering CRDs (see stand_in_crds.py)."""
-    return kube_cluster.install_crds([*CERT_MANAGER_CRDS, *KOPF_PEERING_CRDS])
+def cert_manager_crd_names(kube_cluster: KubeCluster) -> list[str]:
+    """cert-manager's own CRDs (built beside its controller by scripts/go-tools), served."""
+    return kube_cluster.install_crds(cert_manager_crds())
+
+
+@pytest.fixture(scope="session")
+def stand_in_crds(kube_cluster: KubeCluster, cert_manager_crd_names: list[str]) -> list[str]:
+    """The other projects' kinds the manifests use: cert-manager's real CRDs, and permissive
+    stand-ins for Kopf's peering CRDs (see stand_in_crds.py)."""
+    return [*cert_manager_crd_names, *kube_cluster.install_crds(KOPF_PEERING_CRDS)]
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """Minimal, permissive CRDs for other projects' kinds that the deploy manifests refer to.
 
-The cluster tier has no cert-manager and no Kopf peering CRDs. These stand-ins register the
-same group/version/kind with a schema that accepts anything, so the examples' cert-manager
-Issuers and Certificates can be dry-run (checking they reach the server as valid objects of a
-served kind, not cert-manager's own validation) and the operator's RBAC on Kopf's peering
-objects can be exercised with real requests.
+cert-manager's kinds are served by its real CRDs (cert_manager_process.cert_manager_crds), so
+the examples' Issuers and Certificates are checked against cert-manager's own schema. Kopf's
+peering CRDs have no such source here: these stand-ins register the same group/version/kind
+with a schema that accepts anything, so the operator's RBAC on Kopf's peering objects can be
+exercised with real requests.
 """
 
 from __future__ import annotations
@@ -45,12 +45,6 @@ def permissive_crd(
         },
     }
 
-
-CERT_MANAGER_CRDS = [
-    permissive_crd("cert-manager.io", "v1", "Certificate", "certificates", namespaced=True),
-    permissive_crd("cert-manager.io", "v1", "Issuer", "issuers", namespaced=True),
-    permissive_crd("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers", namespaced=False),
-]
 
 # Kopf's peering objects (kopf.dev/v1), as Kopf's own peering.yaml declares them.
 KOPF_PEERING_CRDS = [

@@ -14,7 +14,8 @@ metadata, optimistic concurrency, the status subresource, three patch formats an
 finalizers, label and field selectors, resumable watches, CRDs served as they are applied. kmock's
 request log, `objects` inspector and reaction DSL stay available: a test reaction
 (`kube.emulator["patch", kmock.subresource("status")][:1] << kmock.KubernetesError(...)`) is
-answered before the emulation, which is how tests inject faults.
+answered before the emulation, which is how tests inject faults; a kube-emulator running as a
+process takes queued errors on `/_emulator/faults` instead (see `faults`).
 
 As on a cluster, objects go into namespaces that exist (`default`, `kube-system`,
 `kube-public` and `kube-node-lease` do from the start). Test helpers (`read`, `create_object`,
@@ -25,6 +26,7 @@ event loop.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -46,6 +48,7 @@ from b2ckeys_emulators.kube import discovery as discovery
 from b2ckeys_emulators.kube import errors as errors
 from b2ckeys_emulators.kube import tables as tables
 from b2ckeys_emulators.kube.crds import load_crd_documents
+from b2ckeys_emulators.kube.faults import FaultQueue, KubeFault
 from b2ckeys_emulators.kube.kubeconfig import write_kubeconfig
 from b2ckeys_emulators.kube.patching import (
     PatchError,
@@ -76,6 +79,8 @@ __all__ = ["KubeEmulator", "RecordedRequest", "RunningKubeEmulator", "serve_kube
 _BELOW_TEST_REACTIONS = -1_000_000.0
 # Watches end as soon as the emulator closes them; this only bounds a stuck handler at shutdown.
 _SHUTDOWN_GRACE_SECONDS = 1.0
+# Fault injection for the emulator as a process (see `faults`); never an API path.
+FAULTS_PATH = "/_emulator/faults"
 
 _KMOCK_ACTIONS = {
     "get": kmock.action.FETCH,
@@ -131,6 +136,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _hub: WatchHub = attrs.field(init=False)
     _internal_errors: list[BaseException] = attrs.field(factory=list, init=False)
     _request_log: list[RecordedRequest] = attrs.field(factory=list, init=False)
+    faults: FaultQueue = attrs.field(factory=FaultQueue, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -206,10 +212,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # --- HTTP
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path == FAULTS_PATH:
+            return await self._control_faults(raw_request)
         request = await _parse_request(raw_request, len(self._requests))
         self._requests.append(request)
-        self._request_log.append(_recorded(request))
+        recorded = _recorded(request)
+        self._request_log.append(recorded)
         try:
+            route = parse_api_path(raw_request.path)
+            fault = self.faults.take(
+                recorded.verb, route.plural, route.subresource, route.namespace
+            )
+            if fault is not None:
+                error = fault.error()
+                if error is not None:
+                    raise error
+                await asyncio.sleep(fault.latency)
             return await self._handle(request)
         except _Answered as answered:
             return answered.response
@@ -224,6 +242,24 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except Exception as failure:
             self._internal_errors.append(failure)
             return _status_response(errors.internal_error(failure))
+
+    async def _control_faults(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw.method == "GET":
+            served = dict(sorted(self.faults.served.items()))
+            return _json_response(200, {"value": self.faults.queued(), "served": served})
+        if raw.method == "DELETE":
+            self.faults.clear()
+            return aiohttp.web.Response(status=204)
+        if raw.method != "POST":
+            return _json_response(405, {"error": "use GET, POST or DELETE"})
+        try:
+            body = json.loads(await raw.read())
+            if not isinstance(body, dict):
+                raise TypeError("a fault is a JSON object")
+            fault = self.faults.add(KubeFault(**body))
+        except (ValueError, TypeError) as problem:
+            return _json_response(400, {"error": f"invalid fault: {problem}"})
+        return _json_response(201, {"id": fault.id})
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         # Skip kmock's own state tracking in KubernetesEmulator._handle: the store replaces it.
