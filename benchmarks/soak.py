@@ -92,6 +92,9 @@ OPERATOR_ENV = {
     "B2CKEYS_RESYNC_INTERVAL": "30s",
     "B2CKEYS_ERROR_BACKOFF_MAX": "8s",
     "B2CKEYS_OUTCOME_UNKNOWN_DELAY": "1s",
+    # Longer than any upload the soak (3 s) or its reproductions (10 s) hold inside Graph, so
+    # a write left in flight by a killed operator is waited for, as in production (35 s).
+    "B2CKEYS_WRITE_SETTLE_TIME": "12s",
     # Only read once leader election exists; short, so a killed leader is replaced quickly.
     "B2CKEYS_LEASE_DURATION": "4s",
     "B2CKEYS_RENEW_DEADLINE": "3s",

@@ -9,9 +9,8 @@ the first had committed. The reproduction holds the first upload in Graph (laten
 the successor's intent write in the API (kube-emulator latency fault) for HOLD seconds, which
 makes that order certain.
 
-Expected until the operator waits out a predecessor's write that may still be in flight (e.g.
-a pendingWrite younger than the Graph request timeout plus B2CKEYS_OUTCOME_UNKNOWN_DELAY is
-re-read after that time, and certificates record and honour pendingWrite the same way).
+Fixed: a pending write of the same material younger than B2CKEYS_WRITE_SETTLE_TIME (Graph's
+answer time plus the re-read delay) is waited for, not repeated (plan.decide).
 """
 
 from __future__ import annotations
@@ -47,13 +46,6 @@ def _wait(what: str, probe: Callable[[], Any]) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator bug (soak seed 7): a restarted operator uploads again what its predecessor "
-    "left in flight at Graph (a pending uploadSecret is retried at once; a certificate is "
-    "looked for by x5t only); the first upload commits before the second and B2C holds the "
-    "material twice",
-)
 @pytest.mark.parametrize("kind", ["secret", "tlsSecret"])
 def test_a_restart_never_duplicates_an_upload_its_predecessor_left_in_flight(
     tmp_path: Path, kind: str
