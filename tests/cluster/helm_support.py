@@ -17,7 +17,7 @@ from stand_in_crds import permissive_crd
 
 from helm_chart import helm_binary, run, tool_env
 
-README = ROOT / "deploy" / "helm" / "b2ckeys" / "README.md"
+README = ROOT / "README.md"  # its "Install with Helm" and "Install with kustomize" sections
 CRD_DIR = ROOT / "crds"
 
 # The prometheus-operator's kinds the chart can render. The tier has no prometheus-operator;

@@ -42,6 +42,7 @@ from b2ckeys_emulators.graph.server import (
     RequestRecord,
     serve_graph_emulator,
 )
+from go_tools import argocd_health
 
 
 def tenant_body(
@@ -236,6 +237,11 @@ async def test_tenant_status_says_what_is_wrong_with_its_credentials(
     # Creating the Secret fixes both without a restart.
     await kube.create(app_secret(name="absent"))
     await wait_tenant(kube, missing, "Verified")
+    # Argo CD's view of the same objects, through deploy/argocd's health.lua.
+    assert argocd_health(await kube.get(missing) or {})["status"] == "Healthy"
+    degraded = argocd_health(await kube.get(reader) or {})
+    assert degraded["status"] == "Degraded"
+    assert "TrustFrameworkKeySet.ReadWrite.All" in degraded["message"]
 
 
 async def test_a_rotated_client_secret_is_used_without_a_restart_and_a_deleted_tenant_stops_writes(
