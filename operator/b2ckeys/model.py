@@ -178,19 +178,24 @@ def normalized_key_set_id(key_set_id: str) -> str:
     return (KEYSET_PREFIX + bare).lower()
 
 
-def _optional(obj: Mapping[str, Any], name: str, where: str) -> str | None:
+def optional_text(
+    obj: Mapping[str, Any], name: str, where: str, *, error: type[ValueError] = SpecError
+) -> str | None:
+    """A string member of a spec (None when absent or empty); `error` names what refuses it."""
     value = obj.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise SpecError(f"{where}.{name} must be a string")
+        raise error(f"{where}.{name} must be a string")
     return value
 
 
-def _required(obj: Mapping[str, Any], name: str, where: str) -> str:
-    value = _optional(obj, name, where)
+def required_text(
+    obj: Mapping[str, Any], name: str, where: str, *, error: type[ValueError] = SpecError
+) -> str:
+    value = optional_text(obj, name, where, error=error)
     if value is None:
-        raise SpecError(f"{where}.{name} is required")
+        raise error(f"{where}.{name} is required")
     return value
 
 
@@ -218,32 +223,34 @@ def parse_source(source: Mapping[str, Any]) -> tuple[SourceRef, str | None]:
     if not isinstance(body, Mapping):
         raise SpecError(f"spec.source.{kind} must be an object")
     where = f"spec.source.{kind}"
-    namespace = _optional(body, "namespace", where)
+    namespace = optional_text(body, "namespace", where)
     return _parse_source_body(kind, body, where), namespace
 
 
 def _parse_source_body(kind: SourceKind, body: Mapping[str, Any], where: str) -> SourceRef:
     match kind:
         case "tlsSecret":
-            return TlsSecretSource(_required(body, "name", where))
+            return TlsSecretSource(required_text(body, "name", where))
         case "pkcs12Secret":
             return Pkcs12SecretSource(
-                _required(body, "name", where),
-                key=_optional(body, "key", where) or "keystore.p12",
-                password_key=_optional(body, "passwordKey", where) or "password",
-                password_secret_name=_optional(body, "passwordSecretName", where),
+                required_text(body, "name", where),
+                key=optional_text(body, "key", where) or "keystore.p12",
+                password_key=optional_text(body, "passwordKey", where) or "password",
+                password_secret_name=optional_text(body, "passwordSecretName", where),
             )
         case "certificate":
-            secret_name = _optional(body, "secretName", where)
-            config_map_name = _optional(body, "configMapName", where)
-            key = _optional(body, "key", where) or "tls.crt"
+            secret_name = optional_text(body, "secretName", where)
+            config_map_name = optional_text(body, "configMapName", where)
+            key = optional_text(body, "key", where) or "tls.crt"
             if secret_name and not config_map_name:
                 return CertificateSource("Secret", secret_name, key)
             if config_map_name and not secret_name:
                 return CertificateSource("ConfigMap", config_map_name, key)
             raise SpecError(f"{where} needs exactly one of secretName or configMapName")
         case "secret":
-            return StringSecretSource(_required(body, "name", where), _required(body, "key", where))
+            return StringSecretSource(
+                required_text(body, "name", where), required_text(body, "key", where)
+            )
         case "generate":
             kty = body.get("kty", "RSA")
             if kty not in ("RSA", "oct"):
@@ -252,7 +259,7 @@ def _parse_source_body(kind: SourceKind, body: Mapping[str, Any], where: str) ->
 
 
 def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
-    key_set_id = _required(spec, "keySetId", "spec")
+    key_set_id = required_text(spec, "keySetId", "spec")
     if key_set_id.lower().endswith(".bak"):
         raise SpecError("spec.keySetId must not end in .bak (B2C reserves it for deleted key sets)")
     source_body = spec.get("source")
@@ -267,7 +274,7 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
         ref = spec["tenantRef"]
         tenant_ref = TenantRef(
             kind=str(ref.get("kind", "ClusterB2CTenant")),
-            name=_required(ref, "name", "spec.tenantRef"),
+            name=required_text(ref, "name", "spec.tenantRef"),
         )
     validity = spec.get("validity") or {}
     rotation = spec.get("rotation") or {}
@@ -291,7 +298,7 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
     if mode not in ("Sync", "Observe"):
         raise SpecError(f"spec.mode must be Sync or Observe, not {mode!r}")
     adopt = spec.get("adopt") or {}
-    adopt_kid = _optional(adopt, "kid", "spec.adopt") if isinstance(adopt, Mapping) else None
+    adopt_kid = optional_text(adopt, "kid", "spec.adopt") if isinstance(adopt, Mapping) else None
     if adopt_kid and source.kind != "secret":
         raise SpecError(
             "spec.adopt applies to secret sources only: certificates are recognised by their "

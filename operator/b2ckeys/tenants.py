@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from b2ckeys.model import TenantRef, normalized_key_set_id
+from b2ckeys.model import TenantRef, normalized_key_set_id, optional_text, required_text
 from b2ckeys.status import StatusView, parse_status
 
 TenantKind = Literal["B2CTenant", "ClusterB2CTenant"]
@@ -170,19 +170,11 @@ class TenantResource:
 
 
 def _text(obj: Mapping[str, Any], name: str, where: str) -> str:
-    value = obj.get(name)
-    if not isinstance(value, str) or not value:
-        raise TenantSpecError(f"{where}.{name} is required")
-    return value
+    return required_text(obj, name, where, error=TenantSpecError)
 
 
 def _optional_text(obj: Mapping[str, Any], name: str, where: str) -> str | None:
-    value = obj.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise TenantSpecError(f"{where}.{name} must be a string")
-    return value
+    return optional_text(obj, name, where, error=TenantSpecError)
 
 
 def parse_tenant_spec(kind: TenantKind, spec: Mapping[str, Any]) -> TenantSpec:
