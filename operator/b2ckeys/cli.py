@@ -16,6 +16,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("b2ckeys.kubectl_plugin", "status", "key sets, their condition and B2C's key"),
     "plan": ("b2ckeys.kubectl_plugin", "plan", "what Sync mode would write to B2C now"),
     "sync": ("b2ckeys.kubectl_plugin", "sync", "ask the operator to reconcile a key set now"),
+    "check-tenant": (
+        "b2ckeys.kubectl_plugin",
+        "check_tenant",
+        "verify a tenant's credentials as the operator would",
+    ),
 }
 # Installed a second time under this name, kubectl runs it as `kubectl b2ckeys ...`.
 KUBECTL_PLUGIN = "kubectl-b2ckeys"

@@ -131,6 +131,26 @@ def sync_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_tenant_parser() -> argparse.ArgumentParser:
+    parser = _parser(
+        "check-tenant",
+        "Verify a B2CTenant's (or, with --cluster, a ClusterB2CTenant's) credentials as the "
+        "operator does: read its Secret, get a Graph token, list the key sets, and say which "
+        "permission the token carries. Nothing is written.",
+    )
+    parser.add_argument("name", help="the B2CTenant (or ClusterB2CTenant with --cluster)")
+    _namespace_option(parser)
+    parser.add_argument(
+        "--cluster", action="store_true", help="a ClusterB2CTenant (cluster-scoped)"
+    )
+    parser.add_argument(
+        "--operator-namespace",
+        default="b2ckeys-system",
+        help="where a ClusterB2CTenant's credential Secrets live (default b2ckeys-system)",
+    )
+    return parser
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -414,6 +434,46 @@ async def run_sync(args: argparse.Namespace) -> str:
     )
 
 
+async def run_check_tenant(args: argparse.Namespace) -> str:
+    from dataclasses import replace
+
+    from b2ckeys.graph.msgraph import MsGraphKeySetClient
+    from b2ckeys.tenant_access import TenantClients
+    from b2ckeys.tenants import TenantKey
+
+    kube, namespace = _connect(args)
+    key = (
+        TenantKey("ClusterB2CTenant", "", args.name)
+        if args.cluster
+        else TenantKey("B2CTenant", namespace, args.name)
+    )
+    where = "in the cluster" if args.cluster else f"in namespace {namespace}"
+    plural = "clusterb2ctenants" if args.cluster else "b2ctenants"
+    try:
+        tenant = await _kube(kube.read_tenant(key), "get", f"{plural}.b2ckeys.dev", where)
+        if tenant is None:
+            raise CommandFailed(f"{key} not found (kubectl get {plural} lists them)")
+        # The operator's own settings, with the user's view of where a cluster tenant's Secrets
+        # live; reading them needs the user's RBAC on that namespace, as any Secret read does.
+        settings = replace(_settings(), operator_namespace=args.operator_namespace)
+        tenants = TenantClients(settings, kube, None, MsGraphKeySetClient.from_connection)
+        try:
+            verdict = await _kube(tenants.verify(tenant), "get", "secrets", "for the tenant")
+        finally:
+            await tenants.aclose()
+    finally:
+        kube.close()
+    reported = tenant.status.ready
+    operator_says = (
+        f"; the operator last reported {reported.get('reason')}" if reported.get("reason") else ""
+    )
+    permission = f" (permission {verdict.permission})" if verdict.permission else ""
+    line = f"{key}: {verdict.reason}{permission}: {verdict.message}{operator_says}"
+    if not verdict.ready:
+        raise CommandFailed(line)
+    return line
+
+
 # --- entry points -------------------------------------------------------------------------------
 
 
@@ -447,3 +507,7 @@ def plan(argv: Sequence[str]) -> int:
 
 def sync(argv: Sequence[str]) -> int:
     return _main(sync_parser(), run_sync, argv)
+
+
+def check_tenant(argv: Sequence[str]) -> int:
+    return _main(check_tenant_parser(), run_check_tenant, argv)

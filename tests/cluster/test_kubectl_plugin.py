@@ -18,8 +18,10 @@ import yaml
 from apiserver import KubeCluster, wait_until
 from keyset_objects import Keysets, keyset, ready, secret, tls_secret, unique_key_set_id, x5t
 from operator_process import (
+    CLIENT_ID,
     OPERATOR_USER,
     RBAC_PROPAGATION_TIMEOUT_SECONDS,
+    TENANT,
     RunningOperator,
     operator_env,
 )
@@ -594,3 +596,51 @@ def test_every_command_in_the_docs_runs_as_shown(
 
     subcommands = {command.args(namespace)[1] for command in commands}
     assert subcommands == {"status", "plan", "sync"}, f"{DOCS.name} shows {ran}"
+
+
+def test_check_tenant_verifies_credentials_as_the_operator_does(
+    operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    graph = operator.graph
+    operator.cluster.apply(
+        [
+            secret("good-app", {"client-secret": graph.client_secret.encode()}),
+            secret("bad-app", {"client-secret": b"not-the-secret"}),
+            *[
+                {
+                    "apiVersion": "b2ckeys.dev/v1alpha1",
+                    "kind": "B2CTenant",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "tenantId": TENANT,
+                        "clientId": CLIENT_ID,
+                        "auth": {
+                            "clientSecret": {
+                                "secretRef": {"name": f"{name}-app", "key": "client-secret"}
+                            }
+                        },
+                        "graphBaseUrl": graph.emulator.graph_base_url,
+                        "authorityHost": graph.emulator.authority_host,
+                    },
+                }
+                for name in ("good", "bad")
+            ],
+        ],
+        namespace=namespace,
+    )
+    # Only the emulator's CA from the operator's environment: no Graph credentials are needed.
+    ca = {
+        k: v for k, v in graph_env(operator).items() if k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+    }
+    good = kubectl_with_plugin(
+        operator.cluster, tmp_path, "b2ckeys", "check-tenant", "good", "-n", namespace, env=ca
+    )
+    bad = kubectl_with_plugin(
+        operator.cluster, tmp_path, "b2ckeys", "check-tenant", "bad", "-n", namespace, env=ca
+    )
+
+    assert good.returncode == 0, good.stderr
+    assert f"B2CTenant {namespace}/good: Verified (permission read-write)" in good.stdout
+    assert bad.returncode == 1
+    assert f"B2CTenant {namespace}/bad: InvalidCredentials" in bad.stderr
+    assert "not-the-secret" not in bad.stdout + bad.stderr
