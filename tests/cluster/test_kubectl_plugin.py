@@ -644,3 +644,31 @@ def test_check_tenant_verifies_credentials_as_the_operator_does(
     assert bad.returncode == 1
     assert f"B2CTenant {namespace}/bad: InvalidCredentials" in bad.stderr
     assert "not-the-secret" not in bad.stdout + bad.stderr
+
+    # A ClusterB2CTenant's Secret lives in the operator's namespace (b2ckeys-system by default).
+    shared = f"shared-{namespace}"
+    operator.cluster.apply(
+        secret(f"{shared}-app", {"client-secret": graph.client_secret.encode()}),
+        namespace="b2ckeys-system",
+    )
+    operator.cluster.apply(
+        {
+            "apiVersion": "b2ckeys.dev/v1alpha1",
+            "kind": "ClusterB2CTenant",
+            "metadata": {"name": shared},
+            "spec": {
+                "tenantId": TENANT,
+                "clientId": CLIENT_ID,
+                "auth": {
+                    "clientSecret": {"secretRef": {"name": f"{shared}-app", "key": "client-secret"}}
+                },
+                "graphBaseUrl": graph.emulator.graph_base_url,
+                "authorityHost": graph.emulator.authority_host,
+            },
+        }
+    )
+    cluster_wide = kubectl_with_plugin(
+        operator.cluster, tmp_path, "b2ckeys", "check-tenant", shared, "--cluster", env=ca
+    )
+    assert cluster_wide.returncode == 0, cluster_wide.stderr
+    assert f"ClusterB2CTenant {shared}: Verified (permission read-write)" in cluster_wide.stdout
