@@ -241,7 +241,14 @@ class LeaderElector:
             decision = await self._try_acquire_or_renew(started)
         except LeaseUnavailable as error:
             level = logging.WARNING if self.leadership.is_leading() else logging.DEBUG
-            logger.log(level, "leader election: %s", error)
+            # Every attempt is retried after the retry period; saying so tells a reader (and
+            # the cluster tier's refusal check) that a denial here is not final.
+            logger.log(
+                level,
+                "leader election: %s; retrying in %.1fs",
+                error,
+                self._timings.retry_period,
+            )
         except Exception:
             # A bug here must not end the election: the gate closes by the clock regardless,
             # and the next retry may succeed.

@@ -73,7 +73,11 @@ _TERMINATING_NAMESPACE = "because it is being terminated"
 # How the work queue logs a reconcile that raised instead of returning a failed result.
 _LAST_RESORT = "failed unexpectedly"
 # How Kopf and the operator's controller log a failed request they are about to retry.
-_RETRYING = ("failed; will retry:", "Kubernetes API call failed, retrying in")
+_RETRYING = (
+    "failed; will retry:",
+    "Kubernetes API call failed, retrying in",
+    "; retrying in",  # leader election's attempts
+)
 
 
 class BackgroundLoop:
