@@ -223,8 +223,8 @@ def _no_other_tenant(connection: GraphConnection) -> TenantClient:
 
 def reader(settings: Settings, kube: KubeApi, graph: TenantClient) -> Reconciler:
     """The reconciler's reads of B2C, for looking only: `plan --graph` and `status --graph` call
-    `_read_key_set` (status.keySetId first, then the ids B2C may have given the spec's) and
-    `_active` (B2C's own rule, asking getActiveKey where that is not certain). Nothing that
+    `read_key_set` (status.keySetId first, then the ids B2C may have given the spec's) and
+    `read_active_key` (B2C's own rule, asking getActiveKey where that is not certain). Nothing that
     writes (`reconcile`) is ever called on it."""
     tenants = TenantClients(settings, kube, graph, _no_other_tenant)
     return Reconciler(settings, kube, tenants, clock=time.time)
@@ -236,10 +236,10 @@ async def read_b2c(
     """The B2C key set this resource names (None when absent) and the key B2C uses in it."""
     spec = resource.spec
     assert spec is not None
-    remote = await reads._read_key_set(graph, spec, resource.status)
+    remote = await reads.read_key_set(graph, spec, resource.status)
     if remote is None:
         return None, None
-    return remote, await reads._active(graph, remote.id, remote.keys, now)
+    return remote, await reads.read_active_key(graph, remote.id, remote.keys, now)
 
 
 async def from_graph(

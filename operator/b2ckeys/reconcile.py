@@ -173,7 +173,7 @@ class Reconciler:
 
     # --- reading B2C -----------------------------------------------------------------------
 
-    async def _read_key_set(
+    async def read_key_set(
         self, graph: KeySetClient, spec: KeySetSpec, status: StatusView
     ) -> RemoteKeySet | None:
         ids = [status.key_set_id] if status.key_set_id else []
@@ -185,7 +185,7 @@ class Reconciler:
                 continue
         return None
 
-    async def _active(
+    async def read_active_key(
         self, graph: KeySetClient, key_set_id: str, keys: Sequence[RemoteKey], now: int
     ) -> RemoteKey | None:
         """The key B2C uses: from the keys just read where B2C's rule settles it, else asked."""
@@ -204,7 +204,7 @@ class Reconciler:
             return (await graph.create_key_set(spec.key_set_id)).id
         except KeySetAlreadyExists:
             # Created meanwhile (or under the prefixed id): use the one B2C has.
-            existing = await self._read_key_set(graph, spec, view)
+            existing = await self.read_key_set(graph, spec, view)
             if existing is None:
                 raise
             return existing.id
@@ -220,7 +220,7 @@ class Reconciler:
         now: int,
     ) -> ReconcileResult:
         view = resource.status
-        remote = await self._read_key_set(graph, spec, view)
+        remote = await self.read_key_set(graph, spec, view)
         decision = decide(
             gathered.desired,
             remote.keys if remote else None,
@@ -268,7 +268,7 @@ class Reconciler:
         after = remote
         if wrote or after is None:
             after = await graph.get_key_set(key_set_id)
-        active = await self._active(graph, key_set_id, after.keys, now)
+        active = await self.read_active_key(graph, key_set_id, after.keys, now)
         if synced is not None:
             synced = next((k for k in after.keys if k.kid == synced.kid), synced)
         outcome = summarize(key_set_id, synced, active, now, list(gathered.hints))
@@ -352,7 +352,7 @@ class Reconciler:
         graph: KeySetClient,
         now: int,
     ) -> ReconcileResult:
-        active = await self._active(graph, remote.id, remote.keys, now) if remote else None
+        active = await self.read_active_key(graph, remote.id, remote.keys, now) if remote else None
         plan = decision.writes
         key_set_id = remote.id if remote else spec.candidate_ids[0]
         if plan:
