@@ -136,11 +136,14 @@ class TenantClients:
         cached = self._clients.get(tenant.key)
         if cached is not None and cached[0] == inputs:
             return cached[1]
+        # Looked up and replaced with no await in between: a key set reconcile and the tenant's
+        # verification that meet a change together build one client, never two (the second
+        # would be lost without being closed).
+        client = self._connect(connection)
+        self._clients[tenant.key] = (inputs, client)
         if cached is not None:
             logger.info("%s changed: new credentials from the next call on", tenant.key)
             await cached[1].aclose()
-        client = self._connect(connection)
-        self._clients[tenant.key] = (inputs, client)
         return client
 
     async def forget(self, key: TenantKey) -> None:
