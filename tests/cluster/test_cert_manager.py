@@ -223,9 +223,12 @@ class Scene:
         def at_revision() -> dict[str, Any] | None:
             found = self.cm.certificate(self.namespace, name)
             status = found.get("status") or {}
+            # cert-manager may write the revision and Ready before the dates: wait for all.
             return (
                 found
-                if status.get("revision") == revision and self.cm.ready(self.namespace, name)
+                if status.get("revision") == revision
+                and status.get("notAfter")
+                and self.cm.ready(self.namespace, name)
                 else None
             )
 
