@@ -14,6 +14,8 @@ class Reason(StrEnum):
     SYNCED = "Synced"
     PENDING_ACTIVATION = "PendingActivation"
     SOURCE_NOT_FOUND = "SourceNotFound"
+    # The source holds cert-manager's temporary placeholder certificate: waiting for the real one.
+    AWAITING_CERTIFICATE = "AwaitingCertificate"
     INVALID_SOURCE = "InvalidSource"
     CONFLICT = "Conflict"
     UNAUTHORIZED = "Unauthorized"

@@ -150,7 +150,9 @@ class SourceReader:
         except keymaterial.KeyMaterialError as e:
             obj = objects[0]
             raise SourceProblem(
-                Reason.INVALID_SOURCE,
+                Reason.AWAITING_CERTIFICATE
+                if e.reason == "TemporaryCertificate"
+                else Reason.INVALID_SOURCE,
                 f"{obj.kind} {obj.namespace}/{obj.name}: {str(e).rstrip('.')}. Nothing was "
                 "uploaded; the keys already in B2C are untouched.",
             ) from None

@@ -600,12 +600,13 @@ def test_an_unlabelled_secret_syncs_at_resync_until_the_label_is_added(
     assert len(scene.uploads(key_set_id)) == 3
 
 
-def test_a_temporary_certificate_reaches_b2c_before_the_issued_one(
+def test_a_temporary_certificate_is_waited_out_and_only_the_issued_one_reaches_b2c(
     operator: RunningOperator, cert_manager: CertManagerApi, namespace: str
 ) -> None:
     """`cert-manager.io/issue-temporary-certificate: "true"` makes cert-manager write a
-    self-signed placeholder into the Secret while the issuer cannot sign yet. It is a valid RSA
-    certificate in a labelled Secret, so the operator uploads it: B2C keeps that key for good."""
+    placeholder into the Secret while the issuer cannot sign yet: a valid RSA certificate for the
+    right key, signed by a throwaway CA named cert-manager.local. B2C would keep it for good, so
+    the operator reports AwaitingCertificate, uploads nothing, and uploads the issued one."""
     scene = Scene(operator, cert_manager, namespace)
     key_set_id = f"B2C_1A_{unique_key_set_id('CmTemp')}"
     issuer = {
@@ -629,7 +630,14 @@ def test_a_temporary_certificate_reaches_b2c_before_the_issued_one(
     # cert-manager signs the placeholder with a throwaway issuer of its own.
     assert leaf.issuer.rfc4514_string() == "CN=cert-manager.local"
     assert leaf.subject.rfc4514_string() == "CN=b2ckeys test temp"
-    scene.synced("temp", placeholder)
+    waiting = operator.wait_for(
+        "temp AwaitingCertificate",
+        lambda: scene.keysets.settled("temp", "AwaitingCertificate"),
+        describe=lambda: (scene.keysets.get("temp") or {}).get("status"),
+    )
+    assert "temporary placeholder" in ready(waiting)["message"]
+    assert "syncedKey" not in waiting["status"]
+    assert scene.uploads(key_set_id) == []
 
     # The CA arrives; cert-manager issues the real certificate over the placeholder.
     ca_secret = scene.core.read_namespaced_secret(CA_ISSUER, CLUSTER_RESOURCE_NAMESPACE)
@@ -649,4 +657,5 @@ def test_a_temporary_certificate_reaches_b2c_before_the_issued_one(
         "the issued certificate", lambda: (v := scene.secret_x5t("temp-tls")) != placeholder and v
     )
     scene.synced("temp", str(issued))
-    assert scene.b2c_x5ts(key_set_id) == [placeholder, issued]
+    assert scene.b2c_x5ts(key_set_id) == [issued]
+    assert len(scene.uploads(key_set_id)) == 1

@@ -235,6 +235,24 @@ def test_boundaries_of_validity_are_inclusive() -> None:
     assert early.value.reason == "NotYetValid"
 
 
+def test_cert_manager_temporary_certificate_is_refused_as_a_placeholder() -> None:
+    # cert-manager's issue-temporary-certificate: the Certificate's own key, signed by a
+    # throwaway CA named cert-manager.local that never reaches the Secret.
+    throwaway = CertSpec("cert-manager.local", ec_key("throwaway"), is_ca=True, key_usage=CA_USAGE)
+    leaf = CertSpec("token-signing.example", rsa_key("leaf"))
+    placeholder = build_cert(leaf, (throwaway, build_cert(throwaway, None)))
+    data = {"tls.crt": pem(placeholder), "tls.key": key_pem(leaf.key)}
+    with pytest.raises(KeyMaterialError) as refused:
+        load_tls_secret(data, use="sig", now=NOW)
+    assert refused.value.reason == "TemporaryCertificate"
+    assert "cert-manager's temporary placeholder" in str(refused.value)
+    # A self-signed certificate that happens to carry the name is the user's own: accepted.
+    own = CertSpec("cert-manager.local", rsa_key("leaf"))
+    load_tls_secret(
+        {"tls.crt": pem(build_cert(own, None)), "tls.key": key_pem(own.key)}, use="sig", now=NOW
+    )
+
+
 # --- TLS Secrets: refused ----------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x448
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import NameOID
 
 from b2ckeys.formats import b64url, to_rfc3339
 from b2ckeys.keymaterial.errors import attempt, fail, sized
@@ -257,10 +258,28 @@ def _check_public_key(cert: ParsedCertificate, field: str) -> None:
     check_rsa_size(cert.public_key.key_size, field, "certificate key")
 
 
+# cert-manager's `issue-temporary-certificate` placeholder is signed by a throwaway CA of this
+# one name (pkg/util/pki/temporarycertificate.go), and the Secret gets it while the issuer cannot
+# sign yet. It is a valid RSA certificate for the right key, but B2C never forgets a key: once
+# uploaded it would stay in the key set for good, so it is waited out instead.
+CERT_MANAGER_TEMPORARY_ISSUER = x509.Name(
+    [x509.NameAttribute(NameOID.COMMON_NAME, "cert-manager.local")]
+)
+
+
 def _check_leaf(
     leaf: ParsedCertificate, field: str, *, use: Use, now: int, allow_not_yet_valid: bool
 ) -> None:
     info = leaf.info
+    if leaf.cert.issuer == CERT_MANAGER_TEMPORARY_ISSUER and not leaf.self_issued:
+        fail(
+            "TemporaryCertificate",
+            field,
+            f"The certificate in {field!r} is cert-manager's temporary placeholder (issued by "
+            "CN=cert-manager.local while the real issuer cannot sign yet); waiting for "
+            "cert-manager to issue the real certificate (kubectl describe certificate tells why "
+            "it has not)",
+        )
     if now > info.not_after:
         fail(
             "Expired",

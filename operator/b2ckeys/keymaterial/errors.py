@@ -31,6 +31,7 @@ Reason = Literal[
     "BrokenChain",  # certificates that do not link into one chain
     "Expired",
     "NotYetValid",
+    "TemporaryCertificate",  # cert-manager's placeholder, written while the issuer cannot sign
     "KeyUsageMismatch",
 ]
 

@@ -4,6 +4,8 @@
 --   Suspended    spec.mode is Observe (the operator only reads B2C and reports drift)
 --   Progressing  no status yet, the current generation not yet observed, Ready not set yet,
 --                the new key uploaded but not active until its notBefore (PendingActivation),
+--                cert-manager's temporary certificate awaiting the real one
+--                (AwaitingCertificate),
 --                or the resource being deleted
 --   Healthy      Ready=True for the current generation
 --   Degraded     anything else, with the Ready condition's message (what to do)
@@ -51,7 +53,8 @@ if ready == nil then
   return hs
 end
 
-if ready.reason == "PendingActivation" or ready.reason == "Deleting" then
+if ready.reason == "PendingActivation" or ready.reason == "Deleting"
+  or ready.reason == "AwaitingCertificate" then
   hs.status = "Progressing"
   hs.message = ready.message
   return hs
