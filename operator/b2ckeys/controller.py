@@ -21,12 +21,13 @@ from b2ckeys.kube.api import KubeError
 from b2ckeys.leader import Leadership, NotLeading
 from b2ckeys.model import KeySetResource, ObjectKey, normalized_key_set_id
 from b2ckeys.reconcile import Reconciler
-from b2ckeys.settings import Settings
+from b2ckeys.settings import PUBLIC_GRAPH_BETA, Settings
 from b2ckeys.tenants import (
     DEFAULT_TENANT,
     TenantKey,
     TenantResource,
     WorkloadIdentityAuth,
+    b2c_tenant_identity,
     tenant_key,
 )
 from b2ckeys.workqueue import WorkQueue
@@ -34,21 +35,7 @@ from b2ckeys.workqueue import WorkQueue
 logger = logging.getLogger(__name__)
 
 SourceKey = tuple[str, str, str]  # (namespace, kind, name)
-TargetKey = tuple[str, str]  # (tenant, normalized key set id)
-
-
-def _routing(resource: KeySetResource) -> tuple[set[SourceKey], TargetKey | None]:
-    """Which objects a key set reads and which B2C key set it writes (None if unparseable)."""
-    spec = resource.spec
-    if spec is None:
-        return set(), None
-    namespace = resource.ref.namespace
-    sources: set[SourceKey] = {
-        (namespace, ref.kind, ref.name) for ref in spec.source.referenced_objects()
-    }
-    tenant = tenant_key(namespace, spec.tenant_ref)
-    queue_id = tenant.queue_id if tenant is not None else DEFAULT_TENANT
-    return sources, (queue_id, normalized_key_set_id(spec.key_set_id))
+TargetKey = tuple[str, str]  # (B2C tenant identity, normalized key set id)
 
 
 def _tenant_of(resource: KeySetResource) -> TenantKey | None:
@@ -136,6 +123,15 @@ class Controller:
         self._by_tenant: dict[TenantKey, set[ObjectKey]] = defaultdict(set)
         self._tenant_secrets: dict[TenantKey, set[SourceKey]] = {}
         self._tenant_generations: dict[TenantKey, int | None] = {}
+        # The real B2C tenant behind each tenant resource (see b2c_tenant_identity): key sets of
+        # two tenant resources reaching one B2C tenant are one key set, so one owns it.
+        self._tenant_identities: dict[TenantKey, str] = {}
+        default = settings.graph
+        self._default_identity = (
+            b2c_tenant_identity(default.tenant_id, default.base_url)
+            if default is not None
+            else DEFAULT_TENANT
+        )
         self._namespace_labels: dict[str, Mapping[str, str]] = {}
         # Verifying a tenant's credentials is one Graph read; two at a time is plenty.
         self.tenant_queue: WorkQueue[TenantKey] = WorkQueue(
@@ -184,8 +180,10 @@ class Controller:
             self._tenant_secrets.pop(key, None)
             self._tenant_generations.pop(key, None)
             self.tenant_queue.forget(key)
+            self._note_identity(key, None)
             self._requeue_users(key)
             return
+        self._note_identity(key, resource)
         operator_namespace = self._settings.operator_namespace
         self._tenant_secrets[key] = _credential_secrets(resource, operator_namespace)
         known = key in self._tenant_generations
@@ -212,6 +210,61 @@ class Controller:
                     if key.namespace == name:
                         self.queue.add(key)
 
+    def _note_identity(self, key: TenantKey, resource: TenantResource | None) -> None:
+        """Record which B2C tenant `key` reaches; when that changed, its key sets join other
+        ownership groups, so they (and the peers they leave or meet) are routed again and
+        reconciled."""
+        spec = resource.spec if resource is not None else None
+        identity = (
+            b2c_tenant_identity(spec.tenant_id, spec.graph_base_url or PUBLIC_GRAPH_BETA)
+            if spec is not None
+            else None
+        )
+        if self._tenant_identities.get(key) == identity:
+            return
+        if identity is None:
+            del self._tenant_identities[key]
+        else:
+            self._tenant_identities[key] = identity
+        for user in sorted(self._by_tenant.get(key, ()), key=str):
+            resource_of_user = self._resources.get(user)
+            _, before = self._routes.get(user, (set(), None))
+            if resource_of_user is None or self._routing(resource_of_user)[1] == before:
+                continue
+            peers = self._unroute(user)
+            self._route(user, resource_of_user)
+            _, after = self._routes[user]
+            peers |= self._by_target.get(after, set()) if after is not None else set()
+            for peer in sorted(peers | {user}, key=str):
+                self.queue.add(peer)
+
+    def _identity(self, tenant: TenantKey | None) -> str:
+        if tenant is None:
+            return self._default_identity
+        # Not seen yet: the resource stands for itself until its event (or _work) tells.
+        return self._tenant_identities.get(tenant, tenant.queue_id)
+
+    def _routing(self, resource: KeySetResource) -> tuple[set[SourceKey], TargetKey | None]:
+        """Which objects a key set reads and which B2C key set it writes (None if unparseable)."""
+        spec = resource.spec
+        if spec is None:
+            return set(), None
+        namespace = resource.ref.namespace
+        sources: set[SourceKey] = {
+            (namespace, ref.kind, ref.name) for ref in spec.source.referenced_objects()
+        }
+        tenant = tenant_key(namespace, spec.tenant_ref)
+        return sources, (self._identity(tenant), normalized_key_set_id(spec.key_set_id))
+
+    async def _learn_identity(self, tenant: TenantKey | None) -> None:
+        """Before ownership is decided: the B2C tenant behind a tenant resource whose watch
+        event has not arrived yet (right after a start), from one GET."""
+        if tenant is None or tenant in self._tenant_identities:
+            return
+        found = await self._reconciler.kube.read_tenant(tenant)
+        if found is not None:
+            self._note_identity(tenant, found)
+
     def _requeue_users(self, tenant: TenantKey) -> None:
         for key in sorted(self._by_tenant.get(tenant, ()), key=str):
             self.queue.add(key)
@@ -230,7 +283,7 @@ class Controller:
 
     def _route(self, key: ObjectKey, resource: KeySetResource) -> None:
         self._unroute(key)
-        sources, target = _routing(resource)
+        sources, target = self._routing(resource)
         self._routes[key] = (sources, target)
         tenant = _tenant_of(resource)
         if tenant is not None:
@@ -284,7 +337,7 @@ class Controller:
         if not self.leadership.is_leading():  # leader election hook: a standby writes nothing
             return None  # requeue_all() brings it back when this replica leads
         _, known_target = self._routes.get(key, (set(), None))
-        tenant = known_target[0] if known_target is not None else DEFAULT_TENANT
+        tenant = known_target[0] if known_target is not None else self._default_identity
         gate = (
             max(self._not_before.get(key, 0.0), self._tenant_not_before.get(tenant, 0.0))
             - self._monotonic()
@@ -298,6 +351,7 @@ class Controller:
                     self._forget(key)
                 return None
             self._resources[key] = resource
+            await self._learn_identity(_tenant_of(resource))
             self._route(key, resource)
             _, target = self._routes[key]
             lock = (
@@ -354,7 +408,12 @@ class Controller:
             # A namespaced deployment may not list cluster-wide; what it watches is all it has.
             return owner
         for other in everyone:
-            if other.key == key or _routing(other)[1] != target:
+            if other.key == key or other.spec is None:
+                continue
+            if normalized_key_set_id(other.spec.key_set_id) != target[1]:
+                continue
+            await self._learn_identity(_tenant_of(other))
+            if self._routing(other)[1] != target:
                 continue
             if other.ref.uid in self._deleted:
                 continue

@@ -135,6 +135,15 @@ class TenantSpec:
     key_set_id_patterns: tuple[str, ...] = ()
 
 
+def b2c_tenant_identity(tenant_id: str, graph_base_url: str) -> str:
+    """Which real B2C tenant a connection reaches, as far as its settings tell: two tenant
+    resources (or one and the operator's default) naming the same tenant id at the same Graph
+    endpoint write into the same key sets, so key set ownership and Retry-After pacing go by
+    this, not by the resource. A tenant named by its domain and by its GUID is not recognised as
+    one: name it the same way everywhere."""
+    return f"{graph_base_url.rstrip('/').lower()}#{tenant_id.strip().lower()}"
+
+
 @dataclass(frozen=True)
 class TenantResource:
     key: TenantKey

@@ -442,3 +442,27 @@ async def test_workload_identity_serves_several_tenants_from_one_rewritten_token
 
 def _token_requests(emulator: GraphEmulator) -> list[RequestRecord]:
     return [r for r in emulator.state.requests() if r.path.endswith("/oauth2/v2.0/token")]
+
+
+async def test_a_tenant_resource_naming_the_default_tenant_cannot_write_its_key_sets_twice(
+    kube: Kube, graph: Graph, operator: OperatorControl, servers: Servers
+) -> None:
+    """A B2CTenant for the B2C tenant the operator's default already reaches: a key set through
+    it and one through the default name the same B2C key set, so the older owns it and the
+    newer reports Conflict instead of adding a second key."""
+    await kube.create(app_secret())
+    await kube.create(tenant_body("alias", servers))
+    shared = unique("Aliased")
+    generate = {"generate": {"kty": "RSA"}}
+    await kube.create(keyset("by-default", shared, generate))
+    await kube.wait_reason("by-default", "Synced")
+    await kube.create(keyset("by-alias", shared, generate, tenantRef=tenant_ref("alias")))
+    conflict = await kube.wait_reason("by-alias", "Conflict")
+    assert "by-default already manages" in ready(conflict)["message"]
+    assert len(await graph.keys(f"B2C_1A_{shared}")) == 1
+
+    # The older one goes (its key set stays in B2C): the alias takes over without a new key.
+    await kube.delete(await kube.keyset("by-default") or {})
+    taken = await kube.wait_reason("by-alias", "Synced")
+    assert taken["status"]["keySetId"] == f"B2C_1A_{shared}"
+    assert len(await graph.keys(f"B2C_1A_{shared}")) == 1

@@ -9,9 +9,11 @@ from typing import Any
 
 from b2ckeys.conditions import Outcome, Reason
 from b2ckeys.controller import Controller
+from b2ckeys.graph.client import GraphConnection
 from b2ckeys.model import KeySetResource, ObjectKey
 from b2ckeys.reconcile import ReconcileResult
 from b2ckeys.settings import Settings
+from b2ckeys.tenants import TenantKey, TenantResource
 
 
 def body(
@@ -40,6 +42,13 @@ class StoredObjects:
 
     async def list_keysets(self) -> list[KeySetResource]:
         return [KeySetResource.from_body(o) for o in self.objects.values()]
+
+    tenants: dict[str, TenantResource] = field(default_factory=dict)
+    tenant_reads: list[str] = field(default_factory=list)
+
+    async def read_tenant(self, key: TenantKey) -> TenantResource | None:
+        self.tenant_reads.append(key.name)
+        return self.tenants.get(key.name)
 
 
 @dataclass
@@ -176,3 +185,77 @@ async def test_a_429_on_one_key_set_holds_back_the_whole_tenant() -> None:
     now[0] += 5.0
     assert await ctl._work(ObjectKey("ns", "b")) == 25.0
     assert [name for name, _ in rec.calls] == ["a"]
+
+
+def cluster_tenant(name: str, tenant_id: str) -> TenantResource:
+    return TenantResource.from_body(
+        "ClusterB2CTenant",
+        {
+            "metadata": {"name": name, "uid": f"t-{name}", "generation": 1},
+            "spec": {
+                "tenantId": tenant_id,
+                "clientId": "app",
+                "auth": {"workloadIdentity": {}},
+                "namespaceSelector": {"matchLabels": {"team": "a"}},
+            },
+        },
+    )
+
+
+def in_tenant(name: str, uid: str, tenant: str) -> dict[str, Any]:
+    found = body(name, created=f"2026-01-0{uid}T00:00:00Z", uid=uid)
+    found["spec"]["tenantRef"] = {"kind": "ClusterB2CTenant", "name": tenant}
+    return found
+
+
+async def test_two_tenant_resources_reaching_one_b2c_tenant_share_key_set_ownership() -> None:
+    now = [0.0]
+    ctl, rec = controller(now)
+    rec.kube.tenants = {
+        "one": cluster_tenant("one", "Contoso.onmicrosoft.com"),
+        "two": cluster_tenant("two", "contoso.onmicrosoft.com "),  # the same tenant, spelled so
+        "other": cluster_tenant("other", "fabrikam.onmicrosoft.com"),
+    }
+    a, b, c = in_tenant("a", "1", "one"), in_tenant("b", "2", "two"), in_tenant("c", "3", "other")
+    rec.kube.objects = {"a": a, "b": b, "c": c}
+    for found in (a, b, c):
+        ctl.observe_keyset(None, found)
+    # No tenant event yet (right after a start): the reconcile asks for the tenant itself.
+    await ctl._work(ObjectKey("ns", "b"))
+    assert rec.calls[-1] == ("b", ObjectKey("ns", "a"))  # Conflict: a is older
+    await ctl._work(ObjectKey("ns", "c"))
+    assert rec.calls[-1] == ("c", None)  # another tenant: its own key set
+    reads = list(rec.kube.tenant_reads)
+    await ctl._work(ObjectKey("ns", "a"))
+    assert rec.calls[-1] == ("a", None)
+    assert rec.kube.tenant_reads == reads  # learned once, not read per reconcile
+
+    # "two" is repointed at fabrikam: b leaves a's group and joins c's, where it is older.
+    ctl.observe_tenant(None, cluster_tenant("two", "fabrikam.onmicrosoft.com"))
+    assert ctl.queue.scheduled_in(ObjectKey("ns", "b")) == 0.0
+    assert ctl.queue.scheduled_in(ObjectKey("ns", "c")) == 0.0
+    await ctl._work(ObjectKey("ns", "c"))
+    assert rec.calls[-1] == ("c", ObjectKey("ns", "b"))  # b (older) owns it now
+    # The same identity again (a status update) routes nothing anew.
+    ctl.queue.forget(ObjectKey("ns", "a"))
+    ctl.observe_tenant(None, cluster_tenant("one", "contoso.onmicrosoft.com"))
+    assert ctl.queue.scheduled_in(ObjectKey("ns", "a")) is None
+
+
+async def test_a_tenant_resource_reaching_the_default_tenant_shares_its_key_sets() -> None:
+    now = [0.0]
+    reconciler = RecordingReconciler(StoredObjects())
+    settings = Settings(
+        graph=GraphConnection(
+            tenant_id="contoso.onmicrosoft.com", client_id="app", federated_token_file="/t"
+        )
+    )
+    ctl = Controller(reconciler, settings, monotonic=lambda: now[0])  # type: ignore[arg-type]
+    reconciler.kube.tenants = {"one": cluster_tenant("one", "contoso.onmicrosoft.com")}
+    default = body("a", created="2026-01-01T00:00:00Z", uid="1", keySetId="B2C_1A_Shared")
+    named = in_tenant("b", "2", "one")
+    reconciler.kube.objects = {"a": default, "b": named}
+    ctl.observe_keyset(None, default)
+    ctl.observe_keyset(None, named)
+    await ctl._work(ObjectKey("ns", "b"))
+    assert reconciler.calls[-1] == ("b", ObjectKey("ns", "a"))
