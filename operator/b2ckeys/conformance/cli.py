@@ -12,14 +12,18 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from b2ckeys.conformance import report
 from b2ckeys.conformance.catalogue import RULES, Rule, select
 from b2ckeys.conformance.context import Context
-from b2ckeys.conformance.probe import B2C_PREFIX, Guard, LiveProbe, PlanProbe
+from b2ckeys.conformance.probe import B2C_PREFIX, KEY_SETS, Guard, LiveProbe, PlanProbe
 from b2ckeys.conformance.runner import run_all
 from b2ckeys.graph.client import GraphConnection, GraphError
 from b2ckeys.secret import SecretStr
+
+if TYPE_CHECKING:
+    from b2ckeys.graph.msgraph import MsGraphKeySetClient
 from b2ckeys.settings import Settings, SettingsError
 
 DEFAULT_PREFIX = "B2C_1A_B2CKEYSCONFORMANCE_"
@@ -104,6 +108,7 @@ async def _nothing() -> None:
 
 
 async def _live(args: argparse.Namespace, rules: list[Rule], guard: Guard, run: str) -> int:
+    # Imported here: --plan and --list never load the Graph SDK.
     from b2ckeys.graph.msgraph import MsGraphKeySetClient
 
     conn = await _connection(args)
@@ -111,6 +116,7 @@ async def _live(args: argparse.Namespace, rules: list[Rule], guard: Guard, run: 
     reader: MsGraphKeySetClient | None = None
     try:
         ctx = Context(probe=LiveProbe(writer, guard), prefix=args.prefix, run=run)
+        await _preflight(writer, conn)
         print(
             f"{PROG}: creating key sets named {ctx.stem}* in tenant {conn.tenant_id} via "
             f"{conn.base_url}; only ids starting with {args.prefix} are touched"
@@ -143,6 +149,24 @@ async def _live(args: argparse.Namespace, rules: list[Rule], guard: Guard, run: 
     else:
         print(report.table(rows, cleanup, seconds=seconds))
     return 1 if any(row.result == "DIFFERS" for row in rows) else 0
+
+
+async def _preflight(writer: MsGraphKeySetClient, conn: GraphConnection) -> None:
+    """One read before any write: a credential or permission problem is said once, plainly,
+    instead of as every row's error."""
+    from b2ckeys.graph.msgraph_pipeline import REQUIRED_PERMISSION
+
+    try:
+        listed = await writer.send_raw("GET", KEY_SETS)
+    except GraphError as error:
+        raise CommandFailed(f"cannot reach Graph as app {conn.client_id}: {error}") from None
+    roles = await writer.granted_roles()
+    if listed.status in (401, 403) or (roles is not None and REQUIRED_PERMISSION not in roles):
+        raise CommandFailed(
+            f"app {conn.client_id} may not write key sets (GET answered {listed.status}; token "
+            f"roles {sorted(roles) if roles is not None else 'unreadable'}): it needs the "
+            f"Microsoft Graph application permission {REQUIRED_PERMISSION}, with admin consent"
+        )
 
 
 def _as_app(conn: GraphConnection, client_id: str, secret: str) -> GraphConnection:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from b2ckeys.conformance.catalogue import Rule
 from b2ckeys.conformance.checks import CHECKS, LAST
-from b2ckeys.conformance.context import Context, Observation, Skipped, Unexpected
+from b2ckeys.conformance.context import Check, Context, Observation, Skipped, Unexpected
 from b2ckeys.conformance.probe import KEY_SETS, PlannedCall, PrefixViolation, key_set_path
 from b2ckeys.graph.client import GraphError
 
@@ -38,10 +38,10 @@ def ordered(rules: Sequence[Rule]) -> list[Rule]:
     return [r for r in rules if r.id not in LAST] + [r for r in rules if r.id in LAST]
 
 
-async def run_rule(ctx: Context, rule: Rule) -> Row:
+async def run_rule(ctx: Context, rule: Rule, check: Check) -> Row:
     started = time.monotonic()
     try:
-        observed = await CHECKS[rule.id](ctx)
+        observed = await check(ctx)
     except Skipped as skipped:
         return Row(rule, "SKIPPED", None, str(skipped), time.monotonic() - started)
     except (Unexpected, GraphError, PrefixViolation) as failure:
@@ -52,14 +52,21 @@ async def run_rule(ctx: Context, rule: Rule) -> Row:
     return Row(rule, result, observed, None, time.monotonic() - started)
 
 
-async def run_all(ctx: Context, rules: Sequence[Rule], *, keep: bool) -> tuple[list[Row], Cleanup]:
-    """Every rule in order, then cleanup, which runs even when a check or the run is cut short."""
+async def run_all(
+    ctx: Context,
+    rules: Sequence[Rule],
+    *,
+    keep: bool,
+    checks: Mapping[str, Check] = CHECKS,
+) -> tuple[list[Row], Cleanup]:
+    """Every rule in order, then cleanup, which runs even when a check or the run is cut short
+    (a check's own bug, Ctrl-C): what this run created is deleted before the error surfaces."""
     rows: list[Row] = []
     cleanup = Cleanup()
     try:
         for rule in ordered(rules):
             before = len(getattr(ctx.probe, "calls", ()))
-            row = await run_rule(ctx, rule)
+            row = await run_rule(ctx, rule, checks[rule.id])
             planned = tuple(getattr(ctx.probe, "calls", ())[before:])
             rows.append(Row(row.rule, row.result, row.observed, row.reason, row.seconds, planned))
     finally:
