@@ -73,6 +73,12 @@ def main(argv: Sequence[str]) -> int:
     except (CommandFailed, SettingsError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The run's cleanup has run by now (it is in a finally block the cancellation reaches).
+        print(
+            f"{PROG}: interrupted; this run's key sets were deleted unless --keep", file=sys.stderr
+        )
+        return 130
 
 
 def _check_prefix(prefix: str) -> None:
