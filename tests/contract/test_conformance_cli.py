@@ -8,6 +8,7 @@ prefix that is not B2C's own is refused before anything is sent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -19,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kubernetes
 import pytest
+from kube_emulator_support import api_client, call
 
 from b2ckeys.conformance.catalogue import RULES
+from b2ckeys_emulators.kube.server import serve_kube_emulator
 
 B2CKEYS = Path(sys.executable).parent / "b2ckeys"
 FIRST_LINE = re.compile(r"^b2ckeys graph-emulator listening on (https://127\.0\.0\.1:\d+)\n$")
@@ -79,15 +83,19 @@ async def graph_emulator(tls_dir: Path, *rules: str) -> AsyncIterator[str]:
             await asyncio.wait_for(process.wait(), START_TIMEOUT_SECONDS)
 
 
-async def conformance(url: str, *args: str) -> Finished:
-    env = {
-        **os.environ,  # SSL_CERT_FILE: the session's CA, which signed the emulator's certificate
-        "AZURE_TENANT_ID": TENANT,
-        "AZURE_CLIENT_ID": "writer",
-        "AZURE_CLIENT_SECRET": WRITER_SECRET,
-        "AZURE_AUTHORITY_HOST": url,
-        "B2CKEYS_GRAPH_BASE_URL": f"{url}/beta",
-    }
+async def conformance(url: str, *args: str, tenant_env: bool = False) -> Finished:
+    """The real CLI; with the writer's settings in the environment unless `tenant_env` says the
+    tenant comes from the cluster (--tenant), when no AZURE_* setting is passed at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    if not tenant_env:
+        env |= {
+            "AZURE_TENANT_ID": TENANT,
+            "AZURE_CLIENT_ID": "writer",
+            "AZURE_CLIENT_SECRET": WRITER_SECRET,
+            "AZURE_AUTHORITY_HOST": url,
+            "B2CKEYS_GRAPH_BASE_URL": f"{url}/beta",
+        }
+    # SSL_CERT_FILE stays: the session's CA, which signed the emulator's certificate.
     process = await asyncio.create_subprocess_exec(
         str(B2CKEYS),
         "conformance",
@@ -185,3 +193,52 @@ async def test_plan_sends_nothing_and_a_foreign_prefix_is_refused(emulator_ca_di
         assert refused.code == 2
         assert "--prefix must start with B2C_1A_" in refused.stderr
         assert refused.stdout == ""
+
+
+async def test_tenant_takes_the_connection_from_a_b2ctenant(
+    emulator_ca_dir: Path, tmp_path: Path
+) -> None:
+    secret = kubernetes.client.V1Secret(
+        metadata=kubernetes.client.V1ObjectMeta(name="writer-credential", namespace="default"),
+        data={"secret": base64.b64encode(WRITER_SECRET.encode()).decode()},
+    )
+    async with (
+        serve_kube_emulator(kubeconfig=tmp_path / "kubeconfig") as kube,
+        graph_emulator(emulator_ca_dir) as url,
+    ):
+        tenant = {
+            "apiVersion": "b2ckeys.dev/v1alpha1",
+            "kind": "B2CTenant",
+            "metadata": {"name": "emulated", "namespace": "default"},
+            "spec": {
+                "tenantId": TENANT,
+                "clientId": "writer",
+                "auth": {
+                    "clientSecret": {"secretRef": {"name": "writer-credential", "key": "secret"}}
+                },
+                "graphBaseUrl": f"{url}/beta",
+                "authorityHost": url,
+            },
+        }
+        with api_client(kube) as api:
+            await call(kubernetes.client.CoreV1Api(api).create_namespaced_secret, "default", secret)
+            custom = kubernetes.client.CustomObjectsApi(api)
+            await call(
+                custom.create_namespaced_custom_object,
+                "b2ckeys.dev",
+                "v1alpha1",
+                "default",
+                "b2ctenants",
+                tenant,
+            )
+        args = ("--tenant", "default/emulated", "--kubeconfig", str(kube.kubeconfig))
+        finished = await conformance(url, *args, "--only", "2.1", "--json", tenant_env=True)
+        missing = await conformance(
+            url, "--tenant", "default/absent", "--kubeconfig", str(kube.kubeconfig), tenant_env=True
+        )
+    assert finished.code == 0, finished.stderr
+    document = finished.document()
+    assert document["tenant_id"] == TENANT
+    assert set(finished.results().values()) == {"PASS"}
+    assert missing.code == 2
+    assert "B2CTenant default/absent not found" in missing.stderr
