@@ -3,12 +3,15 @@ production SDK client, the prefix guard, and cleanup that runs when a check brea
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from graph_emulator_support import GraphEmulatorApps
 from msgraph_client_support import connection, graph_calls, open_client
 
-from b2ckeys.conformance.catalogue import BY_ID
-from b2ckeys.conformance.context import Context, Observation
+from b2ckeys.conformance import report
+from b2ckeys.conformance.catalogue import BY_ID, select
+from b2ckeys.conformance.context import Context, Material, Observation
 from b2ckeys.conformance.probe import Guard, LiveProbe, PrefixViolation
 from b2ckeys.conformance.runner import run_all
 from b2ckeys_emulators.graph.server import Fault, GraphEmulator
@@ -75,3 +78,41 @@ async def test_cleanup_runs_when_a_check_raises(
         with pytest.raises(CheckBroke):
             await run_all(ctx, [rule], keep=False, checks={rule.id: creates_then_breaks})
     assert graph_emulator.state.key_set_ids() == ["B2C_1A_NotOurs"]
+
+
+SECRET_CANARY = "conformance-canary-3e9b1f"
+
+
+class CanaryMaterial(Material):
+    """The run's secrets carry a canary, so the test can look for them in everything it says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pfx_password = SECRET_CANARY + "-pfx"
+        self.made = 0
+
+    def new_secret(self) -> str:
+        self.made += 1
+        return f"{SECRET_CANARY}-{self.made}"
+
+
+async def test_secrets_never_reach_the_report_or_the_logs(
+    graph_emulator: GraphEmulator,
+    graph_emulator_apps: GraphEmulatorApps,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    rules = select(["2.5", "2.2", "2.6.5"])  # every rule that uploads a secret or a PFX
+    async with open_client(connection(graph_emulator, graph_emulator_apps.writer)) as client:
+        material = CanaryMaterial()
+        probe = LiveProbe(client, Guard(PREFIX))
+        ctx = Context(probe=probe, prefix=PREFIX, run="C", material=material)
+        rows, cleanup = await run_all(ctx, rules, keep=False)
+    assert material.made > 0
+    assert {row.result for row in rows} == {"PASS"}
+    said = report.table(rows, cleanup, seconds=1.0) + report.as_json(
+        rows, cleanup, seconds=1.0, about={}
+    )
+    assert SECRET_CANARY not in said
+    assert SECRET_CANARY not in caplog.text
+    assert SECRET_CANARY not in repr(rows)

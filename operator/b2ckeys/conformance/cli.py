@@ -147,7 +147,7 @@ async def _live(args: argparse.Namespace, rules: list[Rule], guard: Guard, run: 
     if args.json:
         about = {
             "prefix": args.prefix,
-            "run": ctx.stem,
+            "key_set_ids_start_with": ctx.stem,
             "tenant_id": conn.tenant_id,
             "graph_base_url": conn.base_url,
         }

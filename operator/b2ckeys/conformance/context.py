@@ -77,6 +77,10 @@ class Material:
     def __init__(self) -> None:
         self.pfx_password = secrets.token_urlsafe(12)
 
+    def new_secret(self) -> str:
+        """A fresh value for uploadSecret's `k`; it goes into one request body and nowhere else."""
+        return secrets.token_urlsafe(32)
+
     @cached_property
     def rsa_key(self) -> rsa.RSAPrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -196,7 +200,7 @@ class Context:
         return str((await self.add(key_set_id, "generateKey", body)).json_object.get("kid"))
 
     def secret_body(self, **extra: Any) -> dict[str, Any]:
-        return {"use": "sig", "k": secrets.token_urlsafe(32), **extra}
+        return {"use": "sig", "k": self.material.new_secret(), **extra}
 
     async def active_kid(self, key_set_id: str, *, parentheses: bool = True) -> str | None:
         tail = "/getActiveKey()" if parentheses else "/getActiveKey"
