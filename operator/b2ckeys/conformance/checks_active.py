@@ -12,7 +12,7 @@ from b2ckeys.conformance.probe import KEY_SETS, key_set_path
 
 # How long an expiring key lives in 2.6.4: long enough for both keys to be added and the first
 # getActiveKey to answer, short enough that the run waits only seconds.
-_EXPIRY_LEAD_SECONDS = 3.0
+_EXPIRY_LEAD_SECONDS = 2.0
 # B2C caches keys for a while ("Key caching"), so a real tenant may switch late; give it this.
 _EXPIRY_PATIENCE_SECONDS = 60.0
 # Between getActiveKey calls while waiting for a switch: a few reads a second at most.
