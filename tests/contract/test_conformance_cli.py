@@ -178,6 +178,7 @@ async def test_a_deliberate_deviation_differs_in_exactly_its_rows(
     assert skipped == {"1-read-only", "4-token-error", THROTTLING}
     row = next(r for r in finished.document()["rows"] if r["id"] in differs)
     assert row["tenant"][field] != row["emulator"][field]
+    assert field in row["emulator_rules"]
     assert leftovers == []
 
 

@@ -35,6 +35,9 @@ def table(rows: Sequence[Row], cleanup: Cleanup, *, seconds: float) -> str:
             lines.append(f"{indent}skipped:  {row.reason}")
         elif row.result == "DIFFERS":
             lines.append(f"{indent}tenant:   {_compact(row.observed)}")
+            if rule.fields:
+                # Where a maintainer makes the emulator follow the tenant (rules.py).
+                lines.append(f"{indent}emulator switch: {', '.join(rule.fields)}")
         else:
             lines.append(f"{indent}tenant:   the same")
     counts = summary(rows)
@@ -71,6 +74,7 @@ def as_json(
                 "title": row.rule.title,
                 "result": row.result,
                 "emulator": dict(row.rule.expected),
+                "emulator_rules": list(row.rule.fields),
                 "tenant": row.observed,
                 "reason": row.reason,
                 "seconds": round(row.seconds, 3),
