@@ -124,12 +124,17 @@ async def left_behind(url: str) -> list[str]:
     return [ks["id"] for ks in key_sets if PREFIX in ks["id"]]
 
 
-async def test_every_rule_passes_on_the_emulator_and_nothing_is_left(emulator_ca_dir: Path) -> None:
+async def test_every_rule_passes_on_the_emulator_and_nothing_is_left(
+    emulator_ca_dir: Path, tmp_path: Path
+) -> None:
+    reader_secret_file = tmp_path / "reader-secret"
+    reader_secret_file.write_text(READER_SECRET + "\n", encoding="utf-8")
+    read_only = ("--read-only-client-id", "reader", "--read-only-client-secret-file")
     async with graph_emulator(emulator_ca_dir) as url:
         # The throttling row reports what a 429 carried; make the emulator throttle one read.
         fault = {"path": "getActiveKey", "method": "GET", "status": 429, "retry_after": "1"}
         await control(url, "POST", "faults", {**fault, "code": "AADB2C95043"})
-        finished = await conformance(url, "--json", *READ_ONLY)
+        finished = await conformance(url, "--json", *read_only, str(reader_secret_file))
         leftovers = await left_behind(url)
     assert finished.code == 0, finished.stderr + finished.stdout
     document = finished.document()

@@ -56,7 +56,12 @@ def parser() -> argparse.ArgumentParser:
         help="with --tenant: where a ClusterB2CTenant's Secrets live (default b2ckeys-system)",
     )
     p.add_argument("--read-only-client-id", help="an app with TrustFrameworkKeySet.Read.All only")
-    p.add_argument("--read-only-client-secret", help="that app's client secret")
+    p.add_argument(
+        "--read-only-client-secret",
+        help="that app's client secret (visible to other local users in the process list: "
+        "prefer --read-only-client-secret-file)",
+    )
+    p.add_argument("--read-only-client-secret-file", help="a file holding that app's secret")
     return p
 
 
@@ -130,9 +135,8 @@ async def _live(args: argparse.Namespace, rules: list[Rule], guard: Guard, run: 
             file=sys.stderr,
         )
         if args.read_only_client_id:
-            if not args.read_only_client_secret:
-                raise CommandFailed("--read-only-client-id needs --read-only-client-secret")
-            reader_conn = _as_app(conn, args.read_only_client_id, args.read_only_client_secret)
+            reader_secret = _read_only_secret(args)
+            reader_conn = _as_app(conn, args.read_only_client_id, reader_secret)
             reader = MsGraphKeySetClient.from_connection(reader_conn)
             ctx.reader = LiveProbe(reader, guard)
             ctx.reader_roles = reader.granted_roles
@@ -173,6 +177,23 @@ async def _preflight(writer: MsGraphKeySetClient, conn: GraphConnection) -> None
             f"roles {sorted(roles) if roles is not None else 'unreadable'}): it needs the "
             f"Microsoft Graph application permission {REQUIRED_PERMISSION}, with admin consent"
         )
+
+
+def _read_only_secret(args: argparse.Namespace) -> str:
+    if args.read_only_client_secret_file:
+        try:
+            with open(args.read_only_client_secret_file, encoding="utf-8") as file:
+                secret = file.read().strip()
+        except OSError as error:
+            raise CommandFailed(f"cannot read --read-only-client-secret-file: {error}") from None
+    else:
+        secret = args.read_only_client_secret or ""
+    if not secret:
+        raise CommandFailed(
+            "--read-only-client-id needs --read-only-client-secret-file (or "
+            "--read-only-client-secret)"
+        )
+    return secret
 
 
 def _as_app(conn: GraphConnection, client_id: str, secret: str) -> GraphConnection:
