@@ -234,7 +234,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _R(
         "2.2-ec-key",
-        "doc",
+        "inf",
         "an EC certificate is refused: AADB2C95031",
         {"status": 400, "code": "AADB2C95031"},
     ),
@@ -319,7 +319,7 @@ RULES: tuple[Rule, ...] = (
     # --- §2.9 keys_v2 --------------------------------------------------------------------------
     _R(
         "1.11-keys_v2-list",
-        "doc",
+        "obs",
         "keys_v2 lists the set's keys",
         {"status": 200, "kids_match": True},
     ),
@@ -379,7 +379,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _R(
         "4-token-error",
-        "doc",
+        "obs",
         "a wrong client secret gets no token: AADSTS7000215",
         {"code": "AADSTS7000215"},
     ),
