@@ -474,10 +474,11 @@ class MsGraphKeySetClient:
             request.content = json.dumps(body).encode()
             if content_type is not None:
                 request.headers.try_add("Content-Type", content_type)
-        # With the native response handler the adapter hands back the httpx response itself.
-        send: Callable[[], Awaitable[object]] = lambda: self._adapter.send_primitive_async(  # noqa: E731
-            request, "bytes", _ERROR_MAPPING
-        )
+
+        async def send() -> object:
+            # With the native response handler the adapter hands back the httpx response itself.
+            return await self._adapter.send_primitive_async(request, "bytes", _ERROR_MAPPING)
+
         response = await self._call(send, write=method.upper() != "GET")
         if not isinstance(response, httpx.Response):
             raise TransientError(f"{method} {path}: the SDK returned no HTTP response")
