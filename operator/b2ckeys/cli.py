@@ -21,6 +21,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "check_tenant",
         "verify a tenant's credentials as the operator would",
     ),
+    "conformance": (
+        "b2ckeys.conformance.cli",
+        "main",
+        "check the B2C key set rules b2ckeys relies on against a tenant",
+    ),
 }
 # Installed a second time under this name, kubectl runs it as `kubectl b2ckeys ...`.
 KUBECTL_PLUGIN = "kubectl-b2ckeys"

@@ -19,13 +19,14 @@ import importlib
 import json
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 from kiota_abstractions.method import Method
+from kiota_abstractions.native_response_handler import NativeResponseHandler
 from kiota_abstractions.request_information import RequestInformation
 from kiota_abstractions.serialization import (
     Parsable,
@@ -37,6 +38,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
 from kiota_http.httpx_request_adapter import HttpxRequestAdapter
+from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOption
 from kiota_serialization_json.json_parse_node import JsonParseNode
 from msgraph_beta import GraphRequestAdapter, GraphServiceClient
 from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
@@ -78,6 +80,7 @@ from b2ckeys.graph.msgraph_pipeline import (
     call_graph,
     write_config,
 )
+from b2ckeys.graph.raw import RawResponse
 from b2ckeys.secret import SecretStr
 
 if TYPE_CHECKING:
@@ -440,3 +443,48 @@ class MsGraphKeySetClient:
             lambda: self._adapter.send_no_response_content_async(request, _ERROR_MAPPING),
             write=True,
         )
+
+    # --- raw requests (b2ckeys conformance) ---
+
+    async def send_raw(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        content_type: str | None = "application/json",
+    ) -> RawResponse:
+        """Send one request as given, through the same adapter, credential and middleware as
+        every other call, and hand back the answer whatever its status.
+
+        `path` is below the base URL and sent as written (getActiveKey without parentheses,
+        PUT with a kid: requests the SDK's builders will not make). The SDK never retries it,
+        not even a read, so a 429 reaches the caller with its headers. Token and transport
+        failures still raise `GraphError`s.
+        """
+        request = RequestInformation(Method[method.upper()], "{+baseurl}{+path}", {"path": path})
+        request.add_request_options(
+            [
+                RetryHandlerOption(should_retry=False),
+                ResponseHandlerOption(NativeResponseHandler()),
+            ]
+        )
+        request.headers.try_add("Accept", "application/json")
+        if body is not None:
+            request.content = json.dumps(body).encode()
+            if content_type is not None:
+                request.headers.try_add("Content-Type", content_type)
+
+        async def send() -> object:
+            # With the native response handler the adapter hands back the httpx response itself.
+            return await self._adapter.send_primitive_async(request, "bytes", _ERROR_MAPPING)
+
+        response = await self._call(send, write=method.upper() != "GET")
+        if not isinstance(response, httpx.Response):
+            raise TransientError(f"{method} {path}: the SDK returned no HTTP response")
+        try:
+            parsed = response.json() if response.content else None
+        except ValueError:
+            parsed = None
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return RawResponse(method.upper(), path, response.status_code, headers, parsed)

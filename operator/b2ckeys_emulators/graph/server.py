@@ -392,6 +392,9 @@ async def _run(
         lock_id = target.key_set_id or ""
     with state.writing(lock_id):
         await _injected_latency(request)
+        # A write is in flight on B2C for a while; without one turn of the loop here a handler
+        # would run start to end at once and writes sent together could never overlap (§2.10).
+        await asyncio.sleep(0)
         return _write(request, state, target, operation.name, body)
 
 
