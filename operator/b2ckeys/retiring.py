@@ -146,7 +146,7 @@ async def carry_out_request(
                 await graph.set_key_status(
                     key_set_id, request.kid, enabled=request.status == "enabled"
                 )
-            done = result(verdict.result, f"{verdict.message} in {key_set_id}")
+            done = result(verdict.result, f"{key_set_id}: {verdict.message}")
         except KeySetNotFound:
             done = result("Refused", f"B2C key set {key_set_id} does not exist")
         except InvalidRequest as refused:
