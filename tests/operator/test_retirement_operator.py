@@ -302,3 +302,47 @@ async def test_a_refused_disable_is_reported_and_retried_at_the_next_resync(
     assert "error" not in uploaded(retired)[first]
     assert (await key_statuses(graph, "B2C_1A_Refused"))[first] == "disabled"
     assert "retried" not in ready(retired)["message"]
+
+
+async def test_a_failed_request_is_retried_and_a_b2c_refusal_is_final(
+    kube: Kube, graph: Graph, operator: OperatorControl
+) -> None:
+    operator.stop()
+    await operator.start(resync_interval=0.5)
+    first, second = await two_keys(kube, "fb", "Faulty")
+    await kube.wait_keyset(
+        "fb", lambda o: (o.get("status") or {}).get("activeKey", {}).get("kid") == second
+    )
+
+    # Graph unavailable once: Failed, said at once, then carried out at the next reconcile.
+    await graph.fault(method="PATCH", path="keys_v2/", status=503, times=1)
+    assert await cli("disable", operator, "fb", "--kid", first, "--wait") == 1
+    failed = [e for e in await kube.events() if e.get("reason") == "KeyStatusFailed"]
+    assert len(failed) == 1
+    assert first in failed[0]["message"]
+    done = await kube.wait_keyset(
+        "fb",
+        lambda o: (o.get("status") or {}).get("keyStatusRequest", {}).get("result") == "Done",
+        "the failed request carried out",
+    )
+    assert (await key_statuses(graph, "B2C_1A_Faulty"))[first] == "disabled"
+    assert first in done["status"]["keyStatusRequest"]["message"]
+
+    # B2C refuses (its own last-key guard): Refused with B2C's code, and not tried again.
+    await graph.fault(
+        method="PATCH",
+        path="keys_v2/",
+        status=400,
+        code="AADB2C90134",
+        message="The key container does not has an active key to revoke.",
+    )
+    assert await cli("enable", operator, "fb", "--kid", first, "--wait") == 1
+    refused = await kube.keyset("fb")
+    assert refused is not None
+    said = refused["status"]["keyStatusRequest"]
+    assert said["result"] == "Refused"
+    assert "AADB2C90134" in said["message"]
+    writes = len(await patches(graph))
+    await reads_after(graph, 6)
+    assert len(await patches(graph)) == writes
+    assert (await key_statuses(graph, "B2C_1A_Faulty"))[first] == "disabled"
