@@ -10,6 +10,7 @@ from crd_schema import load_crd, schema_errors, served_schema
 
 from b2ckeys.graph.client import RemoteKey
 from b2ckeys.model import KeySetResource, SpecError, parse_spec
+from b2ckeys.preview import retirement_note
 from b2ckeys.retirement import (
     MAX_RECORDED,
     KeyStatusRequest,
@@ -232,3 +233,20 @@ def test_a_bad_duration_is_refused_by_the_model_and_the_crd(bad: str) -> None:
         "spec": body,
     }
     assert any("does not match" in e for e in schema_errors(served_schema(load_crd()), obj))
+
+
+def test_plan_notes_what_retirement_did_and_what_is_due() -> None:
+    record = [
+        ours("gone", NOW - 9 * DAY, superseded_at=NOW - 5 * DAY, retired_at=NOW - 4 * DAY),
+        ours("old", NOW - 3 * DAY, superseded_at=NOW - 2 * DAY),
+        ours("new", NOW - 2 * DAY),
+    ]
+    body = {
+        "metadata": {"name": "ks", "namespace": "ns"},
+        "spec": SPEC | {"retirement": {"disableSupersededAfter": "24h"}},
+        "status": {"uploadedKeys": [r.to_status() for r in record]},
+    }
+    note = retirement_note(KeySetResource.from_body(body), DAY, NOW)
+    assert "status records 3 uploaded keys, 1 retired" in note
+    assert note.endswith("due now (the next reconcile disables them): old")
+    assert "due now" not in retirement_note(KeySetResource.from_body(body), 3 * DAY, NOW)
