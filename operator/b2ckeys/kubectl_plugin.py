@@ -241,7 +241,7 @@ def _graph_client(settings: Settings) -> TenantClient:
 
 def _graph_failed(error: GraphError, key_set_id: str) -> CommandFailed:
     # The operator's own words for a Graph failure, which say what to check.
-    from b2ckeys.reconcile import outcome_for_graph_error
+    from b2ckeys.conditions import outcome_for_graph_error
 
     outcome, _ = outcome_for_graph_error(error, key_set_id, None)
     return CommandFailed(f"reading B2C failed ({outcome.reason.value}): {outcome.message}")
