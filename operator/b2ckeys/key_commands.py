@@ -70,6 +70,8 @@ def request_result(body: Mapping[str, Any], request_id: str) -> Mapping[str, Any
 
 
 async def run_key_status(args: argparse.Namespace, wanted: KeyStatusName) -> str:
+    if not args.kid.strip():
+        raise CommandFailed("--kid needs a key id (kubectl b2ckeys status --graph lists them)")
     kube, namespace = _connect(args)
     key = f"{namespace}/{args.name}"
     request = KeyStatusRequest(force_sync_value(), args.kid, wanted)

@@ -16,6 +16,7 @@ from harness import (
     TENANT,
     Graph,
     Kube,
+    LogCapture,
     OperatorControl,
     keyset,
     ready,
@@ -110,7 +111,7 @@ def assert_no_canary(*texts: object) -> None:
 
 
 async def test_a_superseded_key_is_disabled_once_the_newer_one_was_active_long_enough(
-    kube: Kube, graph: Graph, operator: OperatorControl
+    kube: Kube, graph: Graph, operator: OperatorControl, all_logs: LogCapture
 ) -> None:
     spec = {"retirement": {"disableSupersededAfter": "3s"}}
     first, second = await two_keys(kube, "fb", "Retire", **spec)
@@ -142,7 +143,8 @@ async def test_a_superseded_key_is_disabled_once_the_newer_one_was_active_long_e
     retire_events = [e for e in events if e.get("reason") == "KeyRetired"]
     assert len(retire_events) == 1
     assert first in retire_events[0]["message"]
-    assert_no_canary(retired["status"], events)
+    assert_no_canary(retired["status"], events, all_logs.text)
+    assert f"retired key {first}" in all_logs.text
 
 
 async def test_the_active_key_is_kept_while_the_newer_key_waits_for_its_not_before(
