@@ -146,6 +146,18 @@ async def test_a_superseded_key_is_disabled_once_the_newer_one_was_active_long_e
     assert_no_canary(retired["status"], events, all_logs.text)
     assert f"retired key {first}" in all_logs.text
 
+    # Once done, retirement costs a resync nothing: no keys_v2 read, no write, no Event.
+    seen, version = len(await graph.requests()), retired["metadata"]["resourceVersion"]
+    operator.stop()
+    await operator.start(resync_interval=0.3)
+    await reads_after(graph, 8)
+    late = [r for r in (await graph.requests())[seen:] if r["path"].startswith("/beta/")]
+    assert [r["path"] for r in late if "keys_v2" in r["path"] or r["method"] != "GET"] == []
+    current = await kube.keyset("fb")
+    assert current is not None
+    assert current["metadata"]["resourceVersion"] == version
+    assert len(await kube.events()) == len(events)
+
 
 async def test_the_active_key_is_kept_while_the_newer_key_waits_for_its_not_before(
     kube: Kube, graph: Graph, operator: OperatorControl
