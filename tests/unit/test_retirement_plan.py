@@ -12,6 +12,7 @@ from b2ckeys.graph.client import RemoteKey
 from b2ckeys.model import KeySetResource, SpecError, parse_spec
 from b2ckeys.preview import retirement_note
 from b2ckeys.retirement import (
+    MAX_FOREIGN_LISTED,
     MAX_RECORDED,
     KeyStatusRequest,
     foreign_kids,
@@ -250,3 +251,10 @@ def test_plan_notes_what_retirement_did_and_what_is_due() -> None:
     assert "status records 3 uploaded keys, 1 retired" in note
     assert note.endswith("due now (the next reconcile disables them): old")
     assert "due now" not in retirement_note(KeySetResource.from_body(body), 3 * DAY, NOW)
+
+
+def test_the_bounds_are_the_crds() -> None:
+    # A longer list than the CRD allows would make every status write fail validation.
+    status = served_schema(load_crd())["properties"]["status"]["properties"]
+    assert status["uploadedKeys"]["maxItems"] == MAX_RECORDED
+    assert status["foreignKeys"]["maxItems"] == MAX_FOREIGN_LISTED
