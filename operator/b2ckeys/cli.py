@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("b2ckeys.kubectl_plugin", "status", "key sets, their condition and B2C's key"),
     "plan": ("b2ckeys.kubectl_plugin", "plan", "what Sync mode would write to B2C now"),
     "sync": ("b2ckeys.kubectl_plugin", "sync", "ask the operator to reconcile a key set now"),
+    "disable": ("b2ckeys.key_commands", "disable", "take one key of a key set out of rotation"),
+    "enable": ("b2ckeys.key_commands", "enable", "put a disabled key back into rotation"),
     "check-tenant": (
         "b2ckeys.kubectl_plugin",
         "check_tenant",

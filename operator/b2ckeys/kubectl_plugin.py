@@ -3,7 +3,8 @@
 Runs as the person who types it: their kubeconfig (`--kubeconfig`, else $KUBECONFIG, else
 ~/.kube/config; `--context`) and their RBAC, through `b2ckeys.kube.api`. Only `--graph` needs
 more: the operator's Graph credentials, from the same AZURE_* variables `b2ckeys run` reads.
-Nothing here writes to B2C, and the only Kubernetes write is `sync`'s annotation.
+Nothing here writes to B2C, and the only Kubernetes write is `sync`'s annotation (`disable`
+and `enable`, in b2ckeys.key_commands, write an annotation the operator carries out).
 
 Every failure a person can act on (a missing resource, an RBAC refusal, no kubeconfig, no Graph
 credentials) is one line on stderr and exit code 1; usage errors exit 2.
@@ -240,7 +241,7 @@ def _graph_client(settings: Settings) -> TenantClient:
 
 def _graph_failed(error: GraphError, key_set_id: str) -> CommandFailed:
     # The operator's own words for a Graph failure, which say what to check.
-    from b2ckeys.reconcile import outcome_for_graph_error
+    from b2ckeys.conditions import outcome_for_graph_error
 
     outcome, _ = outcome_for_graph_error(error, key_set_id, None)
     return CommandFailed(f"reading B2C failed ({outcome.reason.value}): {outcome.message}")

@@ -37,6 +37,9 @@ class LeaderGatedKeySetClient:
     async def get_active_key(self, key_set_id: str) -> RemoteKey:
         return await self._inner.get_active_key(key_set_id)
 
+    async def list_keys(self, key_set_id: str) -> Sequence[RemoteKey]:
+        return await self._inner.list_keys(key_set_id)
+
     async def granted_roles(self) -> frozenset[str] | None:
         return await self._inner.granted_roles()
 
@@ -76,6 +79,10 @@ class LeaderGatedKeySetClient:
     ) -> RemoteKey:
         self._leadership.ensure_leading()
         return await self._inner.upload_pkcs12(key_set_id, pfx_b64=pfx_b64, password=password)
+
+    async def set_key_status(self, key_set_id: str, kid: str, *, enabled: bool) -> None:
+        self._leadership.ensure_leading()
+        await self._inner.set_key_status(key_set_id, kid, enabled=enabled)
 
 
 class LeaderGatedKubeApi(KubeApi):

@@ -16,6 +16,11 @@ from b2ckeys.formats import from_rfc3339
 from b2ckeys.settings import FORCE_SYNC_ANNOTATION, parse_duration
 from b2ckeys.status import StatusView, parse_status
 
+# `b2ckeys disable|enable` write an emergency key status request here (JSON: id, kid, status);
+# the operator carries it out once and reports it in status.keyStatusRequest. It never writes
+# this annotation itself.
+KEY_STATUS_ANNOTATION = "b2ckeys.dev/key-status-request"
+
 SourceKind = Literal["tlsSecret", "pkcs12Secret", "certificate", "secret", "generate"]
 SOURCE_KINDS: tuple[SourceKind, ...] = (
     "tlsSecret",
@@ -159,6 +164,8 @@ class KeySetSpec:
     # spec.adopt.kid (secret sources): take this key in B2C as the secret's, when no upload is
     # recorded in status, instead of uploading the secret again.
     adopt_kid: str | None = None
+    # spec.retirement.disableSupersededAfter: None retires nothing.
+    disable_superseded_after: float | None = None
 
     @property
     def candidate_ids(self) -> tuple[str, ...]:
@@ -304,6 +311,12 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
             "spec.adopt applies to secret sources only: certificates are recognised by their "
             "thumbprint and generated keys by their type, so nothing needs adopting"
         )
+    retirement = spec.get("retirement") or {}
+    if not isinstance(retirement, Mapping):
+        raise SpecError("spec.retirement must be an object")
+    disable_after = _duration(retirement, "disableSupersededAfter", "spec.retirement")
+    if disable_after is not None and disable_after < 0:
+        raise SpecError("spec.retirement.disableSupersededAfter must not be negative")
     return KeySetSpec(
         key_set_id=key_set_id,
         source=source,
@@ -317,6 +330,7 @@ def parse_spec(spec: Mapping[str, Any]) -> KeySetSpec:
         deletion_policy=deletion_policy,
         mode=mode,
         adopt_kid=adopt_kid,
+        disable_superseded_after=disable_after,
     )
 
 
@@ -349,6 +363,8 @@ class KeySetResource:
     # The value of the sync-now annotation (Argo CD's action, `kubectl b2ckeys sync`): a new
     # value asks for a reconcile at once. The operator reads it and never writes it.
     force_sync: str | None
+    # The emergency key status request annotation, as written (parsed where it is acted on).
+    key_status_request: str | None
     spec: KeySetSpec | None  # None when the spec cannot be acted on; spec_error says why
     spec_error: str | None
     status: StatusView
@@ -380,6 +396,7 @@ class KeySetResource:
             deleting_since=from_rfc3339(meta.get("deletionTimestamp")),
             finalizers=tuple(str(f) for f in meta.get("finalizers") or ()),
             force_sync=(meta.get("annotations") or {}).get(FORCE_SYNC_ANNOTATION),
+            key_status_request=(meta.get("annotations") or {}).get(KEY_STATUS_ANNOTATION),
             spec=spec,
             spec_error=error,
             status=parse_status(body.get("status")),

@@ -108,8 +108,10 @@ def keys_from_status(status_doc: Mapping[str, Any]) -> list[RemoteKey] | None:
     return keys
 
 
-def _common_notes(resource: KeySetResource, spec: KeySetSpec) -> list[str]:
+def _common_notes(resource: KeySetResource, spec: KeySetSpec, now: int) -> list[str]:
     notes = []
+    if spec.disable_superseded_after is not None:
+        notes.append(retirement_note(resource, spec.disable_superseded_after, now))
     if spec.mode == "Observe":
         notes.append(
             "spec.mode is Observe: the operator writes nothing; this is what Sync mode would do "
@@ -129,6 +131,25 @@ def _common_notes(resource: KeySetResource, spec: KeySetSpec) -> list[str]:
             "confirmed yet; it looks for that key in B2C before writing again"
         )
     return notes
+
+
+def retirement_note(resource: KeySetResource, after: float, now: int) -> str:
+    """What retirement has done and would do next, from status.uploadedKeys."""
+    record = resource.status.uploaded
+    retired = [r for r in record if r.retired_at is not None]
+    due = [
+        r.kid
+        for r in record
+        if r.retired_at is None and r.superseded_at is not None and now >= r.superseded_at + after
+    ]
+    said = (
+        f"spec.retirement disables a key this resource uploaded {after:g}s after a newer one "
+        f"of it became active; status records {len(record)} uploaded key"
+        f"{'s' * (len(record) != 1)}, {len(retired)} retired"
+    )
+    if due:
+        said += f"; due now (the next reconcile disables them): {', '.join(due)}"
+    return said
 
 
 def _problem_preview(
@@ -212,7 +233,7 @@ async def from_status(
         spec.source.describe(),
         describe_desired(gathered.desired),
         decision,
-        notes=(*_common_notes(resource, spec), *_source_notes(settings, resource, gathered)),
+        notes=(*_common_notes(resource, spec, now), *_source_notes(settings, resource, gathered)),
         compared_with=compared,
     )
 
@@ -287,7 +308,7 @@ async def from_graph(
         spec.source.describe(),
         describe_desired(gathered.desired),
         decision,
-        notes=(*_common_notes(resource, spec), *_source_notes(settings, resource, gathered)),
+        notes=(*_common_notes(resource, spec, now), *_source_notes(settings, resource, gathered)),
         compared_with=compared,
     )
 

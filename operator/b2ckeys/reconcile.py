@@ -12,26 +12,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from b2ckeys import metrics
-from b2ckeys.conditions import Outcome, Reason, set_ready
+from b2ckeys.conditions import Outcome, Reason, outcome_for_graph_error, set_ready
 from b2ckeys.formats import to_rfc3339
 from b2ckeys.graph.client import (
-    ConcurrentWrite,
-    Forbidden,
     GraphError,
-    InvalidRequest,
     KeySetAlreadyExists,
     KeySetClient,
     KeySetNotFound,
     NoActiveKey,
     RemoteKey,
     RemoteKeySet,
-    Throttled,
     TransientError,
-    Unauthorized,
 )
 from b2ckeys.kube.api import KubeApi
 from b2ckeys.model import KeySetResource, KeySetSpec, ObjectKey, ResourceRef
 from b2ckeys.plan import AskB2C, Decision, Write, active_key, decide, next_check, summarize
+from b2ckeys.retirement import landed_from_intent, record_upload
+from b2ckeys.retiring import carry_out_request, retire
 from b2ckeys.settings import FINALIZER, Settings
 from b2ckeys.sources import Gathered, SourceChanged, SourceProblem, SourceReader
 from b2ckeys.status import KeySetState, ObservedState, StatusView, SyncedState, changes
@@ -126,6 +123,11 @@ class Reconciler:
             return await self._finish(
                 resource, outcome, None, self.settings.resync_interval, failed=True
             )
+        if resource.key_status_request is not None:
+            handled = await self._key_status_request(resource, spec, access.client, now)
+            if handled is None:
+                return ReconcileResult(Outcome(Reason.DELETING, "gone"), None)
+            resource = handled
         for attempt in range(1, _SOURCE_READS + 1):
             try:
                 gathered = await self.sources.gather(
@@ -170,6 +172,27 @@ class Reconciler:
         return await self._finish(
             resource, outcome, None, None, failed=True, retry_after=delay, clear_intent=clear_intent
         )
+
+    async def _key_status_request(
+        self, resource: KeySetResource, spec: KeySetSpec, graph: KeySetClient, now: int
+    ) -> KeySetResource | None:
+        """Carry out an emergency enable/disable once, before the sync reads the key set (so
+        the sync sees its effect); its result goes to status at once."""
+        key_set_id = resource.status.key_set_id
+        if key_set_id is None:
+            try:
+                remote = await self.read_key_set(graph, spec, resource.status)
+            except GraphError:
+                remote = None  # the sync's own read reports it
+            key_set_id = remote.id if remote else None
+
+        async def event(type_: str, reason: str, message: str) -> None:
+            await self._event(resource.ref, type_, reason, message)
+
+        result = await carry_out_request(resource, spec, graph, key_set_id, now, event=event)
+        if result is None:
+            return resource
+        return await self.kube.patch_status(resource.key, {"keyStatusRequest": result.to_status()})
 
     # --- reading B2C -----------------------------------------------------------------------
 
@@ -271,7 +294,34 @@ class Reconciler:
         active = await self.read_active_key(graph, key_set_id, after.keys, now)
         if synced is not None:
             synced = next((k for k in after.keys if k.kid == synced.kid), synced)
-        outcome = summarize(key_set_id, synced, active, now, list(gathered.hints))
+        record = view.uploaded
+        if decision.write is not None and synced is not None:
+            record = record_upload(record, synced, now)
+        elif view.pending is not None and landed_from_intent(view.pending, decision.adopt):
+            assert decision.adopt is not None
+            record = record_upload(record, decision.adopt, view.pending.started_at or now)
+        hints = list(gathered.hints)
+        foreign: tuple[str, ...] | None = None
+        due: float | None = None
+        if spec.disable_superseded_after is not None:
+
+            async def event(type_: str, reason: str, message: str) -> None:
+                await self._event(resource.ref, type_, reason, message)
+
+            retired = await retire(
+                graph,
+                key_set_id,
+                record,
+                view.synced,
+                after.keys,
+                active,
+                now,
+                after=spec.disable_superseded_after,
+                event=event,
+            )
+            record, foreign, due = retired.record, retired.foreign, retired.next_due
+            hints.extend(retired.hints)
+        outcome = summarize(key_set_id, synced, active, now, hints)
         state = SyncedState(
             key_set_id=key_set_id,
             active=active,
@@ -279,6 +329,8 @@ class Reconciler:
             synced=synced,
             uploaded_at=uploaded_at,
             source_fingerprint=fingerprint,
+            uploaded_keys=record if record or view.uploaded else None,
+            foreign_keys=foreign,
         )
         delay = next_check(
             gathered.desired,
@@ -288,6 +340,9 @@ class Reconciler:
             resync_interval=self.settings.resync_interval,
             activation_poll_interval=self.settings.activation_poll_interval,
         )
+        if due is not None:
+            # Wake up when the next superseded key becomes due, not a resync later.
+            delay = min(delay, max(due, 0.1))
         return await self._finish(resource, outcome, state, delay)
 
     async def _write(
@@ -488,47 +543,3 @@ class Reconciler:
         await self.kube.post_event(
             ref, type_=type_, reason=reason, message=message, now=self.clock()
         )
-
-
-def outcome_for_graph_error(
-    error: GraphError, key_set_id: str, tenant: TenantKey | None
-) -> tuple[Outcome, float | None]:
-    """Ready reason and message for a Graph failure, and a forced retry delay if any."""
-    if isinstance(error, Throttled):
-        delay = max(error.retry_after, 1.0)
-        return Outcome(
-            Reason.THROTTLED, f"Graph throttled the request; retrying in {delay:.0f}s as asked"
-        ), delay
-    if isinstance(error, Unauthorized):
-        check = (
-            f"the credentials of {tenant} (see its status)"
-            if tenant is not None
-            else "AZURE_TENANT_ID, AZURE_CLIENT_ID and the client secret, certificate or "
-            "federated credential of the operator's app registration in the B2C tenant"
-        )
-        return Outcome(
-            Reason.UNAUTHORIZED, f"Graph refused the operator's credentials: {error}. Check {check}"
-        ), None
-    if isinstance(error, Forbidden):
-        return Outcome(
-            Reason.UNAUTHORIZED,
-            f"Graph denied access to {key_set_id}: {error}. Grant the app the Microsoft Graph "
-            "application permission TrustFrameworkKeySet.ReadWrite.All and admin consent",
-        ), None
-    if isinstance(error, TransientError):
-        note = (
-            " The write's outcome is unknown; it is looked for before any retry."
-            if error.outcome_unknown
-            else ""
-        )
-        return Outcome(Reason.GRAPH_ERROR, f"Graph is unavailable: {error}.{note} Retrying"), None
-    if isinstance(error, ConcurrentWrite):
-        return Outcome(
-            Reason.GRAPH_ERROR, f"another write to {key_set_id} was in flight: {error}; retrying"
-        ), None
-    if isinstance(error, InvalidRequest):
-        return Outcome(
-            Reason.GRAPH_ERROR,
-            f"B2C refused the request for {key_set_id}: {error}. Nothing else was changed",
-        ), None
-    return Outcome(Reason.GRAPH_ERROR, f"Graph call for {key_set_id} failed: {error}"), None

@@ -56,12 +56,105 @@ class PendingWrite:
 
 
 @dataclass(frozen=True)
+class UploadedKey:
+    """One key this resource put into B2C (status.uploadedKeys[]): the only keys retirement
+    may ever disable. Dates are seconds since the epoch."""
+
+    kid: str
+    uploaded_at: int
+    x5t: str | None = None
+    nbf: int | None = None
+    exp: int | None = None
+    # When a newer key of this resource was first seen to be the active key.
+    superseded_at: int | None = None
+    # When retirement disabled it (or found it already disabled).
+    retired_at: int | None = None
+    # The last refusal of an attempt to retire it (said once as an Event, retried at resync).
+    error: str | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"kid": self.kid, "uploadedAt": to_rfc3339(self.uploaded_at)}
+        for name, value in (
+            ("x5t", self.x5t),
+            ("notBefore", to_rfc3339(self.nbf)),
+            ("expires", to_rfc3339(self.exp)),
+            ("supersededAt", to_rfc3339(self.superseded_at)),
+            ("retiredAt", to_rfc3339(self.retired_at)),
+            ("error", self.error),
+        ):
+            if value is not None:
+                doc[name] = value
+        return doc
+
+
+def parse_uploaded_keys(raw: Any) -> tuple[UploadedKey, ...]:
+    out: list[UploadedKey] = []
+    for item in raw if isinstance(raw, list) else ():
+        if not isinstance(item, Mapping) or not item.get("kid"):
+            continue
+        uploaded_at = from_rfc3339(item.get("uploadedAt"))
+        if uploaded_at is None:
+            continue
+        out.append(
+            UploadedKey(
+                kid=str(item["kid"]),
+                uploaded_at=uploaded_at,
+                x5t=item.get("x5t"),
+                nbf=from_rfc3339(item.get("notBefore")),
+                exp=from_rfc3339(item.get("expires")),
+                superseded_at=from_rfc3339(item.get("supersededAt")),
+                retired_at=from_rfc3339(item.get("retiredAt")),
+                error=item.get("error"),
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class KeyStatusResult:
+    """What the operator did with the last emergency enable/disable request
+    (status.keyStatusRequest)."""
+
+    id: str
+    kid: str
+    status: str  # the status asked for: enabled or disabled
+    result: str  # Done, Refused or Failed (Failed is retried at the next reconcile)
+    message: str
+    at: int | None = None
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kid": self.kid,
+            "status": self.status,
+            "result": self.result,
+            "message": self.message,
+            "at": to_rfc3339(self.at),
+        }
+
+
+def _parse_key_status_result(raw: Any) -> KeyStatusResult | None:
+    if not isinstance(raw, Mapping) or not raw.get("id"):
+        return None
+    return KeyStatusResult(
+        id=str(raw["id"]),
+        kid=str(raw.get("kid") or ""),
+        status=str(raw.get("status") or ""),
+        result=str(raw.get("result") or ""),
+        message=str(raw.get("message") or ""),
+        at=from_rfc3339(raw.get("at")),
+    )
+
+
+@dataclass(frozen=True)
 class StatusView:
     key_set_id: str | None = None
     synced: SyncedKey | None = None
     source_fingerprint: str | None = None
     pending: PendingWrite | None = None
     conditions: tuple[Mapping[str, Any], ...] = ()
+    uploaded: tuple[UploadedKey, ...] = ()
+    key_status_request: KeyStatusResult | None = None
 
     @property
     def ready(self) -> Mapping[str, Any]:
@@ -101,6 +194,8 @@ def parse_status(status: Mapping[str, Any] | None) -> StatusView:
         source_fingerprint=status.get("sourceFingerprint"),
         pending=pending,
         conditions=tuple(c for c in status.get("conditions") or () if isinstance(c, Mapping)),
+        uploaded=parse_uploaded_keys(status.get("uploadedKeys")),
+        key_status_request=_parse_key_status_result(status.get("keyStatusRequest")),
     )
 
 
@@ -137,9 +232,18 @@ class SyncedState:
     synced: RemoteKey | None
     uploaded_at: int | None
     source_fingerprint: str | None
+    # status.uploadedKeys and status.foreignKeys; None leaves them as they are.
+    uploaded_keys: tuple[UploadedKey, ...] | None = None
+    foreign_keys: tuple[str, ...] | None = None
 
     def to_patch(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {}
+        if self.uploaded_keys is not None:
+            # A list replaces the whole member under a merge patch, as wanted.
+            doc["uploadedKeys"] = [k.to_status() for k in self.uploaded_keys]
+        if self.foreign_keys is not None:
+            doc["foreignKeys"] = list(self.foreign_keys)
+        return doc | {
             "keySetId": self.key_set_id,
             "activeKey": key_status(self.active) if self.active else None,
             "syncedKey": (

@@ -383,6 +383,27 @@ def full_status() -> Object:
             "startedAt": "2026-01-02T03:04:05Z",
         },
         "plan": ["uploadPkcs12 x5t=abc"],
+        "uploadedKeys": [
+            {
+                "kid": "k0",
+                "x5t": "old",
+                "notBefore": "2025-01-01T00:00:00Z",
+                "expires": "2026-06-01T00:00:00Z",
+                "uploadedAt": "2025-01-01T00:00:01Z",
+                "supersededAt": "2026-01-01T00:00:01Z",
+                "retiredAt": "2026-01-31T00:00:01Z",
+                "error": "[400 AADB2C90134] refused once",
+            },
+        ],
+        "foreignKeys": ["by-hand"],
+        "keyStatusRequest": {
+            "id": "2026-01-02T03:04:05.000001Z",
+            "kid": "by-hand",
+            "status": "disabled",
+            "result": "Done",
+            "message": "key by-hand disabled in B2C_1A_TokenSigningKeyContainer",
+            "at": "2026-01-02T03:04:06Z",
+        },
         "kopf": {"progress": {"anything": {"retries": 1}}, "dummy": "2026"},
     }
 

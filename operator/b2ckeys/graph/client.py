@@ -156,8 +156,8 @@ class TransientError(GraphError):
 class KeySetClient(Protocol):
     """What the reconciler calls, and nothing else (External Secrets' narrow provider style).
 
-    The tenant check needs two calls more (TenantClient, below); the Graph client's keys_v2
-    calls serve key retirement, which is being built, and are in no interface yet."""
+    The tenant check needs two calls more (TenantClient, below). The keys_v2 calls serve key
+    retirement and emergency disable/enable only: a key set read answers everything else."""
 
     async def get_key_set(self, key_set_id: str) -> RemoteKeySet: ...
 
@@ -185,6 +185,15 @@ class KeySetClient(Protocol):
 
     async def get_active_key(self, key_set_id: str) -> RemoteKey:
         """Raises NoActiveKey when B2C has no usable key in the set."""
+        ...
+
+    async def list_keys(self, key_set_id: str) -> Sequence[RemoteKey]:
+        """keys_v2: every key with its enabled/disabled status as B2C holds it."""
+        ...
+
+    async def set_key_status(self, key_set_id: str, kid: str, *, enabled: bool) -> None:
+        """keys_v2 PATCH {status}: the only change B2C allows to an existing key. B2C may
+        refuse to disable the last usable key (AADB2C90134, an InvalidRequest)."""
         ...
 
     async def aclose(self) -> None: ...
