@@ -23,6 +23,11 @@ from dataclasses import dataclass
 import prometheus_client
 from aiohttp import web
 
+from b2ckeys.conditions import Outcome
+from b2ckeys.model import KeySetResource
+from b2ckeys.status import KeySetState
+from b2ckeys.tenants import DEFAULT_TENANT, tenant_key
+
 logger = logging.getLogger(__name__)
 
 LEADER = prometheus_client.Gauge(
@@ -42,6 +47,12 @@ ACTIVE_KEY_EXPIRATION = prometheus_client.Gauge(
 ACTIVE_KEY_NOT_BEFORE = prometheus_client.Gauge(
     "b2ckeys_keyset_active_key_not_before_timestamp_seconds",
     "When the key B2C uses now became valid (Unix time)",
+    KEYSET_LABELS,
+)
+SUCCESSOR_NOT_BEFORE = prometheus_client.Gauge(
+    "b2ckeys_keyset_successor_not_before_timestamp_seconds",
+    "When B2C switches to the next staged key, its notBefore (Unix time); absent while no "
+    "enabled key is staged for later",
     KEYSET_LABELS,
 )
 KEYS = prometheus_client.Gauge(
@@ -108,8 +119,37 @@ class KeySetSample:
     # From B2C, when it was read (None: the reconcile failed before or while reading it).
     active_not_before: int | None = None
     active_expires: int | None = None
+    successor_not_before: int | None = None
     keys: int | None = None
     synced_at: float | None = None
+
+
+def keyset_sample(
+    resource: KeySetResource, outcome: Outcome, state: KeySetState | None, now: float
+) -> KeySetSample:
+    """The sample a reconcile's end leaves: its outcome, and B2C's view when it was read."""
+    spec = resource.spec
+    tenant = tenant_key(resource.ref.namespace, spec.tenant_ref) if spec else None
+    key_set = (
+        (state.key_set_id if state is not None else None)
+        or resource.status.key_set_id
+        or (spec.candidate_ids[0] if spec else "")
+    )
+    active = state.active if state is not None else None
+    staged = state.staged if state is not None else None
+    return KeySetSample(
+        namespace=resource.ref.namespace,
+        name=resource.ref.name,
+        key_set=key_set,
+        tenant=tenant.label if tenant is not None else DEFAULT_TENANT,
+        ready=outcome.ready,
+        reason=outcome.reason.value,
+        active_not_before=active.nbf if active else None,
+        active_expires=active.exp if active else None,
+        successor_not_before=staged.nbf if staged else None,
+        keys=state.key_count if state is not None else None,
+        synced_at=now if state is not None else None,
+    )
 
 
 class KeySetSeries:
@@ -140,6 +180,7 @@ class KeySetSeries:
         for gauge, value in (
             (ACTIVE_KEY_NOT_BEFORE, sample.active_not_before),
             (ACTIVE_KEY_EXPIRATION, sample.active_expires),
+            (SUCCESSOR_NOT_BEFORE, sample.successor_not_before),
         ):
             if value is None:
                 _remove(gauge, labels)
@@ -151,7 +192,13 @@ class KeySetSeries:
         condition = self._ready.pop((namespace, name), None)
         if labels is None:
             return
-        for gauge in (ACTIVE_KEY_EXPIRATION, ACTIVE_KEY_NOT_BEFORE, KEYS, LAST_SYNC):
+        for gauge in (
+            ACTIVE_KEY_EXPIRATION,
+            ACTIVE_KEY_NOT_BEFORE,
+            SUCCESSOR_NOT_BEFORE,
+            KEYS,
+            LAST_SYNC,
+        ):
             _remove(gauge, labels)
         if condition is not None:
             _remove(READY_STATUS, (*labels, *condition))

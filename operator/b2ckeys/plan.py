@@ -453,3 +453,18 @@ def active_key(keys: Sequence[RemoteKey], now: int, *, margin: float) -> RemoteK
     if len(undated) > 1:
         return AskB2C("several keys have no notBefore")
     return undated[0] if undated else None
+
+
+def staged_successor(keys: Sequence[RemoteKey], now: int) -> RemoteKey | None:
+    """The key B2C switches to next by its own rule: the enabled key with the earliest notBefore
+    still ahead that is not expired by then. None when nothing is staged: the active key's
+    expiry is then the key set's deadline (what the expiry alerts watch)."""
+    staged = [
+        k
+        for k in keys
+        if k.status == "enabled"
+        and k.nbf is not None
+        and k.nbf > now
+        and (k.exp is None or k.exp > k.nbf)
+    ]
+    return min(staged, key=lambda k: k.nbf or 0, default=None)

@@ -26,14 +26,23 @@ from b2ckeys.graph.client import (
 )
 from b2ckeys.kube.api import KubeApi
 from b2ckeys.model import KeySetResource, KeySetSpec, ObjectKey, ResourceRef
-from b2ckeys.plan import AskB2C, Decision, Write, active_key, decide, next_check, summarize
+from b2ckeys.plan import (
+    AskB2C,
+    Decision,
+    Write,
+    active_key,
+    decide,
+    next_check,
+    staged_successor,
+    summarize,
+)
 from b2ckeys.retirement import landed_from_intent, record_upload
 from b2ckeys.retiring import carry_out_request, retire
 from b2ckeys.settings import FINALIZER, Settings
 from b2ckeys.sources import Gathered, SourceChanged, SourceProblem, SourceReader
 from b2ckeys.status import KeySetState, ObservedState, StatusView, SyncedState, changes
 from b2ckeys.tenant_access import TenantClients, TenantRefused
-from b2ckeys.tenants import DEFAULT_TENANT, TenantKey, tenant_key
+from b2ckeys.tenants import TenantKey
 
 logger = logging.getLogger(__name__)
 
@@ -331,6 +340,7 @@ class Reconciler:
             source_fingerprint=fingerprint,
             uploaded_keys=record if record or view.uploaded else None,
             foreign_keys=foreign,
+            staged=staged_successor(after.keys, now),
         )
         delay = next_check(
             gathered.desired,
@@ -424,6 +434,7 @@ class Reconciler:
             active=active,
             key_count=len(remote.keys) if remote else 0,
             plan=tuple(plan),
+            staged=staged_successor(remote.keys, now) if remote else None,
         )
         return await self._finish(resource, outcome, state, self.settings.resync_interval)
 
@@ -505,39 +516,12 @@ class Reconciler:
         if changes(doc, resource.status_doc):
             doc["lastSyncTime"] = to_rfc3339(now)
             await self.kube.patch_status(resource.key, doc)
-        self._observe_metrics(resource, outcome, state, now)
+        metrics.KEYSET_SERIES.record(metrics.keyset_sample(resource, outcome, state, now))
         before = previous.ready
         said = (before.get("reason"), before.get("message"))
         if not outcome.ready and said != (outcome.reason.value, outcome.message):
             await self._event(resource.ref, "Warning", outcome.reason.value, outcome.message)
         return ReconcileResult(outcome, requeue_after, failed=failed, retry_after=retry_after)
-
-    @staticmethod
-    def _observe_metrics(
-        resource: KeySetResource, outcome: Outcome, state: KeySetState | None, now: float
-    ) -> None:
-        spec = resource.spec
-        tenant = tenant_key(resource.ref.namespace, spec.tenant_ref) if spec else None
-        key_set = (
-            (state.key_set_id if state is not None else None)
-            or resource.status.key_set_id
-            or (spec.candidate_ids[0] if spec else "")
-        )
-        active = state.active if state is not None else None
-        metrics.KEYSET_SERIES.record(
-            metrics.KeySetSample(
-                namespace=resource.ref.namespace,
-                name=resource.ref.name,
-                key_set=key_set,
-                tenant=tenant.label if tenant is not None else DEFAULT_TENANT,
-                ready=outcome.ready,
-                reason=outcome.reason.value,
-                active_not_before=active.nbf if active else None,
-                active_expires=active.exp if active else None,
-                keys=state.key_count if state is not None else None,
-                synced_at=now if state is not None else None,
-            )
-        )
 
     async def _event(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
         await self.kube.post_event(

@@ -235,6 +235,8 @@ class SyncedState:
     # status.uploadedKeys and status.foreignKeys; None leaves them as they are.
     uploaded_keys: tuple[UploadedKey, ...] | None = None
     foreign_keys: tuple[str, ...] | None = None
+    # The key B2C switches to next (for metrics; status does not carry it).
+    staged: RemoteKey | None = None
 
     def to_patch(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
@@ -268,6 +270,7 @@ class ObservedState:
     active: RemoteKey | None
     key_count: int
     plan: tuple[str, ...]
+    staged: RemoteKey | None = None
 
     def to_patch(self) -> dict[str, Any]:
         return {

@@ -8,12 +8,14 @@ from harness import Graph, Kube, OperatorControl, keyset, ready, secret, wait_fo
 from prometheus_client.parser import text_string_to_metric_families
 from test_footprint import scrape_metrics
 
+from b2ckeys.formats import from_rfc3339
 from b2ckeys_emulators.devpki import DevCA, rsa_key
 
 KEYSET_FAMILIES = {
     "b2ckeys_keyset_active_key_expiration_timestamp_seconds": "gauge",
     "b2ckeys_keyset_active_key_not_before_timestamp_seconds": "gauge",
     "b2ckeys_keyset_keys": "gauge",
+    "b2ckeys_keyset_successor_not_before_timestamp_seconds": "gauge",
     "b2ckeys_keyset_ready_status": "gauge",
     "b2ckeys_keyset_last_sync_timestamp_seconds": "gauge",
 }
@@ -87,3 +89,27 @@ async def test_key_set_series_follow_the_status_and_go_with_the_resource(
 
     await wait_for("the deleted key set's series to go", gone)
     assert ready(await kube.keyset("m-missing") or {})["reason"] == "Synced"
+
+
+async def test_a_staged_successor_is_a_series_until_none_is_staged(
+    kube: Kube, graph: Graph, operator: OperatorControl
+) -> None:
+    """What the expiry alert asks: is a key staged to take over, and from when?"""
+    await kube.create(secret("m-now", {"k": b"first"}))
+    await kube.create(keyset("m-now", "MetricsNow", {"secret": {"name": "m-now", "key": "k"}}))
+    await kube.create(secret("m-staged", {"k": b"later"}))
+    await kube.create(
+        keyset(
+            "m-staged",
+            "MetricsStaged",
+            {"secret": {"name": "m-staged", "key": "k"}},
+            validity={"notBeforeDelay": "1h"},
+        )
+    )
+    await kube.wait_reason("m-now", "Synced")
+    staged = await kube.wait_reason("m-staged", "PendingActivation")
+    text = await scrape_metrics(operator)
+    metric = "b2ckeys_keyset_successor_not_before_timestamp_seconds"
+    [(_, not_before)] = samples(text, metric, namespace=kube.namespace, name="m-staged")
+    assert not_before == from_rfc3339(staged["status"]["syncedKey"]["notBefore"])
+    assert samples(text, metric, namespace=kube.namespace, name="m-now") == []

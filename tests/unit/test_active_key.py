@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from b2ckeys.graph.client import RemoteKey
-from b2ckeys.plan import AskB2C, active_key
+from b2ckeys.plan import AskB2C, active_key, staged_successor
 
 NOW = 1_800_000_000
 DAY = 86_400
@@ -58,3 +58,15 @@ def test_the_margin_is_what_makes_a_recent_key_certain() -> None:
     keys = [key("recent", nbf=NOW - 10)]
     assert isinstance(active_key(keys, NOW, margin=MARGIN), AskB2C)
     assert active_key(keys, NOW, margin=5) == keys[0]
+
+
+def test_the_staged_successor_is_the_next_enabled_key_b2c_switches_to() -> None:
+    now = 1_000_000
+    active = key("active", nbf=now - 100, exp=now + 1000)
+    later = key("later", nbf=now + 500)
+    sooner = key("sooner", nbf=now + 200, exp=now + 5000)
+    disabled = key("disabled", nbf=now + 100, status="disabled")
+    stillborn = key("stillborn", nbf=now + 50, exp=now + 40)  # expires before it starts
+    assert staged_successor([active, later, sooner, disabled, stillborn], now) == sooner
+    assert staged_successor([active, key("undated")], now) is None
+    assert staged_successor([], now) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import prometheus_client
 import pytest
 
@@ -73,10 +75,14 @@ def test_one_ready_series_per_key_set_and_none_left_after_it_is_forgotten() -> N
         reason="Synced",
         active_not_before=10,
         active_expires=20,
+        successor_not_before=18,
         keys=3,
         synced_at=15.0,
     )
     series.record(synced)
+    assert _value("b2ckeys_keyset_successor_not_before_timestamp_seconds", **labels) == 18
+    series.record(replace(synced, successor_not_before=None))  # it became the active key
+    assert _value("b2ckeys_keyset_successor_not_before_timestamp_seconds", **labels) is None
     assert (
         _value("b2ckeys_keyset_ready_status", **labels, condition="False", reason="SourceNotFound")
         is None

@@ -27,6 +27,7 @@ CONTRACT_METRICS = {
     "b2ckeys_keyset_active_key_expiration_timestamp_seconds",
     "b2ckeys_keyset_active_key_not_before_timestamp_seconds",
     "b2ckeys_keyset_keys",
+    "b2ckeys_keyset_successor_not_before_timestamp_seconds",
     "b2ckeys_keyset_ready_status",
     "b2ckeys_keyset_last_sync_timestamp_seconds",
     "b2ckeys_uploads_total",
