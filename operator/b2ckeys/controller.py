@@ -277,8 +277,13 @@ class Controller:
                 key, self._reconciler.clock()
             )
         except KubeError as error:
-            logger.warning("%s: Kubernetes API call failed, retrying: %s", key, error)
-            return self._settings.error_backoff_max
+            delay = self._settings.error_backoff_max
+            # Worded as the key set reconciles' retries are: an API server restarting refuses
+            # for a moment (RBAC not synced yet), and this says it is retried, not lost.
+            logger.warning(
+                "%s: Kubernetes API call failed, retrying in %.1fs: %s", key, delay, error
+            )
+            return delay
         return self._settings.resync_interval if present else None
 
     def _route(self, key: ObjectKey, resource: KeySetResource) -> None:
