@@ -513,7 +513,9 @@ class Reconciler:
         # and a watch event for every watcher (Argo CD re-evaluates the application on each).
         # So the time is recorded only with a change, and no "next sync" time is kept at all.
         doc["nextSyncTime"] = None
-        if changes(doc, resource.status_doc):
+        # `resource` was read before this reconcile recorded its write intent, so clearing that
+        # intent always changes status, whatever the comparison with the older copy says.
+        if clear_intent or changes(doc, resource.status_doc):
             doc["lastSyncTime"] = to_rfc3339(now)
             await self.kube.patch_status(resource.key, doc)
         metrics.KEYSET_SERIES.record(metrics.keyset_sample(resource, outcome, state, now))

@@ -38,6 +38,25 @@ async def test_long_retry_after_is_honoured_not_before(
     assert gets[0]["status"] == 429
 
 
+async def test_a_throttled_write_clears_its_intent_so_the_retry_does_not_wait_to_settle(
+    kube: Kube, graph: Graph, operator: OperatorControl
+) -> None:
+    """A 429 on an upload means B2C processed nothing: the recorded intent must go with it, or
+    the retry waits the whole settle time for a write that never happened (found by
+    benchmarks/bench_scale.py's throttled convergence, 4x the minimum)."""
+    operator.stop()
+    await operator.start(write_settle_time=60.0)
+    # Twice: the second refusal leaves status as the first did, but for the intent.
+    await graph.fault(method="POST", path="generateKey$", status=429, retry_after="1", times=2)
+    started = time.monotonic()
+    await kube.create(keyset("thw", "Thw", {"generate": {"kty": "RSA"}}))
+    synced = await kube.wait_reason("thw", "Synced", within=20)
+    assert time.monotonic() - started < 20  # not the 60 s settle time
+    assert synced["status"].get("pendingWrite") is None
+    posts = [r["status"] for r in await graph.requests() if r["path"].endswith("/generateKey")]
+    assert posts == [429, 429, 200]
+
+
 async def test_unavailable_graph_is_retried_safely(
     kube: Kube, graph: Graph, operator: object
 ) -> None:
