@@ -1,0 +1,154 @@
+"""What bench_scale.py creates and how it turns observations into figures: the key set mix,
+"every key set checked" from Graph's request log, renewal timing on the key set watch, and the
+statistics."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from b2ckeys_emulators.devpki import DevCA, Issued, rsa_key
+from scale_stack import (
+    BenchFailed,
+    GraphLog,
+    KeySetWatch,
+    Kube,
+    OperatorRun,
+    graph_kind,
+    keyset,
+    secret,
+)
+
+NS = "scale"
+# RSA keys behind the TLS Secrets: distinct certificates (distinct x5t) need not mean distinct
+# keys, and each 2048-bit key costs ~50 ms to make.
+CERT_KEYS = 4
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def pct(samples: Sequence[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def latency(samples: Sequence[float]) -> dict[str, float]:
+    return {
+        "n": len(samples),
+        "p50_ms": round(1000 * pct(samples, 0.5), 1),
+        "p95_ms": round(1000 * pct(samples, 0.95), 1),
+        "p99_ms": round(1000 * pct(samples, 0.99), 1),
+        "mean_ms": round(1000 * statistics.fmean(samples), 1),
+    }
+
+
+def counts_by_kind(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts = {"read": 0, "write": 0, "token": 0}
+    for record in records:
+        kind = graph_kind(record)
+        if kind in counts:
+            counts[kind] += 1
+    return counts
+
+
+def key_set_id(name: str) -> str:
+    return "Scale" + name.replace("-", "")
+
+
+def workload(ca: DevCA, names: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Secrets and key sets: half tlsSecret, a quarter generate, a quarter string secret."""
+    secrets_, keysets = [], []
+    for index, name in enumerate(names):
+        kind = index % 4
+        if kind in (0, 1):
+            leaf = ca.issue(name, key=rsa_key(2048, 300 + index % CERT_KEYS))
+            secrets_.append(secret(name, ca.tls_secret_data(leaf), type_="kubernetes.io/tls"))
+            source: dict[str, Any] = {"tlsSecret": {"name": name}}
+        elif kind == 2:
+            source = {"generate": {"kty": "RSA"}}
+        else:
+            secrets_.append(secret(name, {"k": secrets.token_urlsafe(32).encode()}))
+            source = {"secret": {"name": name, "key": "k"}}
+        keysets.append(keyset(name, key_set_id(name), source))
+    return secrets_, keysets
+
+
+def generated_count(keysets: int) -> int:
+    """How many of `keysets` from workload() use generateKey (each takes a pooled RSA key)."""
+    return sum(1 for index in range(keysets) if index % 4 == 2)
+
+
+def wait_checked(
+    graph_log: GraphLog, ids: set[str], since_wall: float, run: OperatorRun, timeout: float
+) -> tuple[float, list[dict[str, Any]]]:
+    """Seconds from `since_wall` until every key set in `ids` was read from B2C at least once
+    (the operator has looked at each), and the requests up to then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run.check_alive()
+        records = graph_log.new()
+        first_read: dict[str, float] = {}
+        for record in records:
+            path = str(record["path"])
+            if record["method"] == "GET" and "/keySets/" in path:
+                found = path.split("/keySets/", 1)[1].split("/", 1)[0]
+                if found in ids and found not in first_read:
+                    first_read[found] = float(record["time"])
+        if len(first_read) == len(ids):
+            return max(first_read.values()) - since_wall, records
+        if time.monotonic() > deadline:
+            raise BenchFailed(
+                f"after {timeout:.0f}s the operator had read {len(first_read)} of {len(ids)} "
+                "key sets"
+            )
+        time.sleep(1.0)
+
+
+def renewals(
+    kube: Kube, watch: KeySetWatch, leaves: Sequence[Issued], ca: DevCA, name: str
+) -> list[float]:
+    """Patch the TLS Secret `name` with each leaf in turn; seconds until status shows its x5t."""
+    samples = []
+    for leaf in leaves:
+        expected = _x5t(leaf)
+        started = time.perf_counter()
+        kube.patch_secret_data(NS, name, ca.tls_secret_data(leaf))
+        watch.wait(
+            f"{name} to show x5t {expected}",
+            lambda views, want=expected: (
+                views.get((NS, name), None) is not None and views[(NS, name)].x5t == want
+            ),
+            60.0,
+        )
+        arrived = watch.view((NS, name)).x5t_at
+        assert arrived is not None
+        samples.append(arrived - started)
+    return samples
+
+
+def _x5t(leaf: Issued) -> str:
+    der = leaf.certificate.public_bytes(serialization.Encoding.DER)
+    digest = hashlib.sha1(der, usedforsecurity=False).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def issue_leaves(ca: DevCA, prefix: str, count: int) -> list[Issued]:
+    return [ca.issue(f"{prefix} {i}", key=rsa_key(2048, 310 + i % 6)) for i in range(count)]
+
+
+def max_per_second(times: Sequence[float]) -> int:
+    """The most events inside any one-second window (sliding)."""
+    ordered, best, start = sorted(times), 0, 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
