@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from scale_measure import (
     key_set_id,
     latency,
     max_per_second,
+    renewal_timeline,
     renewals,
     wait_checked,
     workload,
@@ -49,6 +51,7 @@ from scale_measure import (
 from scale_report import render
 from scale_stack import (
     CLIENT_ID,
+    OPERATOR_USER,
     TENANT,
     AuditTail,
     BenchFailed,
@@ -123,6 +126,7 @@ class Bench:
     throttled_names: list[str] = field(default_factory=list)
     operator: OperatorRun | None = None
     runs: int = 0
+    profile_dir: Path | None = None
 
     def start(self, resync: str, wrap: Sequence[str] = ()) -> OperatorRun:
         self.runs += 1
@@ -136,6 +140,18 @@ class Bench:
             wrap=wrap,
         )
         return self.operator
+
+    def profile(self, run: OperatorRun, label: str) -> subprocess.Popen[bytes] | None:
+        """py-spy sampling the operator (CPU only), when --profile names a directory."""
+        if self.profile_dir is None:
+            return None
+        py_spy = Path(sys.executable).with_name("py-spy")
+        out = self.profile_dir / (label.replace(" ", "-") + ".txt")
+        return subprocess.Popen(
+            [str(py_spy), "record", "-p", str(run.pid), "-r", "250", "-f", "raw", "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
         if self.operator is not None:
@@ -254,10 +270,32 @@ def phase_memory(b: Bench) -> None:
     }
 
 
+def measure_renewals(b: Bench, label: str) -> dict[str, Any]:
+    """M renewals of the key set "renewal", with the operator's CPU and where the time went."""
+    run = b.operator
+    assert run is not None
+    leaves = issue_leaves(b.ca, label, b.sizes.renewals)
+    b.graph_log.mark()
+    b.audit.mark()
+    cpu_before = cpu_seconds(run.pid)
+    profiler = b.profile(run, label)
+    try:
+        samples = renewals(b.kube, b.watch, leaves, b.ca, "renewal")
+    finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
+    cpu = cpu_seconds(run.pid) - cpu_before
+    figures: dict[str, Any] = latency([s.seconds for s in samples])
+    figures["operator_cpu_ms_per_renewal"] = round(1000 * cpu / len(samples), 1)
+    figures["timeline"] = renewal_timeline(
+        samples, b.audit.events(), b.graph_log.new(), OPERATOR_USER, "renewal"
+    )
+    return figures
+
+
 def phase_idle_renewals(b: Bench) -> None:
-    leaves = issue_leaves(b.ca, "idle renewal", b.sizes.renewals)
-    samples = renewals(b.kube, b.watch, leaves, b.ca, "renewal")
-    b.out.figures["renewal_idle"] = latency(samples)
+    b.out.figures["renewal_idle"] = measure_renewals(b, "idle renewal")
 
 
 def phase_throttled(b: Bench) -> None:
@@ -331,9 +369,7 @@ def phase_steady(b: Bench) -> None:
 
 
 def phase_loaded_renewals(b: Bench) -> None:
-    leaves = issue_leaves(b.ca, "loaded renewal", b.sizes.renewals)
-    samples = renewals(b.kube, b.watch, leaves, b.ca, "renewal")
-    b.out.figures["renewal_during_resyncs"] = latency(samples)
+    b.out.figures["renewal_during_resyncs"] = measure_renewals(b, "loaded renewal")
 
 
 def phase_floor(b: Bench) -> None:
@@ -402,6 +438,11 @@ def parse_sizes(argv: Sequence[str]) -> tuple[Sizes, argparse.Namespace]:
         help="comma-separated subset, in order (setup always runs): "
         + ",".join(p.__name__[6:] for p in PHASES[1:]),
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the operator with py-spy during the renewals into this directory",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(list(argv))
@@ -433,7 +474,13 @@ PHASES = (
 )
 
 
-def run(sizes: Sizes, workdir: Path, out: Results, phases: Sequence[str] | None) -> None:
+def run(
+    sizes: Sizes,
+    workdir: Path,
+    out: Results,
+    phases: Sequence[str] | None,
+    profile_dir: Path | None,
+) -> None:
     pool = generated_count(sizes.keysets) + generated_count(sizes.throttle_keysets)
     with (
         running_cluster(find_bin_dir(), workdir / "cluster") as cluster,
@@ -453,7 +500,10 @@ def run(sizes: Sizes, workdir: Path, out: Results, phases: Sequence[str] | None)
                 AuditTail(cluster),
                 DevCA.create("b2ckeys scale CA", slot=102),
                 out,
+                profile_dir=profile_dir,
             )
+            if profile_dir is not None:
+                profile_dir.mkdir(parents=True, exist_ok=True)
             try:
                 for phase in PHASES:
                     if phases and phase is not phase_setup and phase.__name__[6:] not in phases:
@@ -475,7 +525,8 @@ def main(argv: Sequence[str]) -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()
     try:
-        run(sizes, workdir, out, args.phases.split(",") if args.phases else None)
+        phases = args.phases.split(",") if args.phases else None
+        run(sizes, workdir, out, phases, args.profile)
     except Exception as e:  # the figures so far still say something
         print(f"bench_scale failed: {e!r} (work directory kept: {workdir})", file=sys.stderr)
         print(json.dumps(out.figures, indent=2), file=sys.stderr)

@@ -5,11 +5,13 @@ statistics."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import secrets
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -112,14 +114,21 @@ def wait_checked(
         time.sleep(1.0)
 
 
+@dataclass(frozen=True)
+class Renewal:
+    seconds: float  # Secret PATCH sent -> the watch delivered the new status.syncedKey.x5t
+    sent_wall: float  # time.time() when the PATCH was sent
+    seen_wall: float  # time.time() when the watch event arrived
+
+
 def renewals(
     kube: Kube, watch: KeySetWatch, leaves: Sequence[Issued], ca: DevCA, name: str
-) -> list[float]:
-    """Patch the TLS Secret `name` with each leaf in turn; seconds until status shows its x5t."""
+) -> list[Renewal]:
+    """Patch the TLS Secret `name` with each leaf in turn; until status shows its x5t."""
     samples = []
     for leaf in leaves:
         expected = _x5t(leaf)
-        started = time.perf_counter()
+        sent_wall, started = time.time(), time.perf_counter()
         kube.patch_secret_data(NS, name, ca.tls_secret_data(leaf))
         watch.wait(
             f"{name} to show x5t {expected}",
@@ -130,8 +139,70 @@ def renewals(
         )
         arrived = watch.view((NS, name)).x5t_at
         assert arrived is not None
-        samples.append(arrived - started)
+        samples.append(Renewal(arrived - started, sent_wall, sent_wall + arrived - started))
     return samples
+
+
+def renewal_timeline(
+    samples: Sequence[Renewal],
+    audit: Sequence[Mapping[str, Any]],
+    graph: Sequence[Mapping[str, Any]],
+    operator_user: str,
+    name: str,
+) -> dict[str, Any]:
+    """Where a renewal's milliseconds go: the operator's requests to the API server (audit log)
+    and to Graph (its request log) between the Secret PATCH and the watch delivering the new
+    status, in order; the median gap before each step, over the renewals that took the most
+    common sequence of steps."""
+    calls: list[tuple[float, float, str]] = []  # (sent, answered, label)
+    for event in audit:
+        ref = event.get("objectRef") or {}
+        user = (event.get("user") or {}).get("username")
+        if user != operator_user or ref.get("name") != name or ref.get("namespace") != NS:
+            continue
+        resource = ref.get("resource", "?") + (
+            "/" + ref["subresource"] if ref.get("subresource") else ""
+        )
+        sent = _epoch(event["requestReceivedTimestamp"])
+        answered = _epoch(event.get("stageTimestamp") or event["requestReceivedTimestamp"])
+        calls.append((sent, answered, f"kube {event.get('verb')} {resource}"))
+    for record in graph:
+        path = str(record["path"])
+        if "/keySets/" not in path:
+            continue
+        tail = path.split("/keySets/", 1)[1].split("/", 1)
+        action = tail[1] if len(tail) > 1 else "key set"
+        sent = float(record["time"])
+        calls.append(
+            (sent, sent + float(record["duration_ms"]) / 1000, f"graph {record['method']} {action}")
+        )
+    calls.sort()
+    sequences: dict[tuple[str, ...], list[list[float]]] = {}
+    for sample in samples:
+        inside = [c for c in calls if sample.sent_wall <= c[0] <= sample.seen_wall]
+        labels = (*(label for _, _, label in inside), "watch delivers status")
+        moments = [sample.sent_wall]
+        for sent, answered, _ in inside:
+            moments += [sent, answered]
+        moments.append(sample.seen_wall)
+        sequences.setdefault(labels, []).append(moments)
+    if not sequences:
+        return {}
+    labels, runs = max(sequences.items(), key=lambda item: len(item[1]))
+    steps: dict[str, float] = {}
+    # Gap before each call (waiting: watch delivery, queueing, the operator's own work), then
+    # the call itself (the server's answer time as the client saw it, roughly).
+    for index, label in enumerate(labels):
+        before = statistics.median(run[2 * index + 1] - run[2 * index] for run in runs)
+        steps[f"{index + 1:02d} before {label}"] = round(1000 * before, 2)
+        if index < len(labels) - 1:
+            during = statistics.median(run[2 * index + 2] - run[2 * index + 1] for run in runs)
+            steps[f"{index + 1:02d} {label}"] = round(1000 * during, 2)
+    return {"renewals": len(runs), "of": len(samples), "median_ms": steps}
+
+
+def _epoch(timestamp: str) -> float:
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _x5t(leaf: Issued) -> str:

@@ -86,12 +86,6 @@ def goals(f: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             "-",
             None,
         )
-        row(
-            "renewal floor: median per step",
-            ", ".join(f"{k} {v}" for k, v in floor["steps_median_ms"].items()) + " ms",
-            "-",
-            None,
-        )
     if th := f.get("throttled"):
         limit = th["writes_per_second_limit"]
         row(
@@ -164,6 +158,19 @@ def render(sizes: Any, figures: Mapping[str, Any], problems: list[str]) -> str:
         "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    if floor := figures.get("renewal_floor"):
+        steps = ", ".join(f"{k} {v}" for k, v in floor["steps_median_ms"].items())
+        lines += ["", f"renewal floor, median ms per call: {steps}"]
+    for phase in ("renewal_idle", "renewal_during_resyncs"):
+        timeline = (figures.get(phase) or {}).get("timeline") or {}
+        if timeline:
+            lines += [
+                "",
+                f"{phase}: where the time goes (median ms over {timeline['renewals']} of "
+                f"{timeline['of']} renewals with the usual sequence; operator CPU "
+                f"{figures[phase]['operator_cpu_ms_per_renewal']} ms per renewal)",
+            ]
+            lines += [f"  {step:<60} {ms:8.2f}" for step, ms in timeline["median_ms"].items()]
     if problems:
         lines += ["", "problems:", *problems]
     return "\n".join(lines)

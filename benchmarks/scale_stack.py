@@ -40,6 +40,7 @@ from b2ckeys_emulators.processes import listening, stop  # noqa: E402
 
 __all__ = [
     "CLIENT_ID",
+    "OPERATOR_USER",
     "TENANT",
     "AuditTail",
     "GraphLog",
@@ -377,6 +378,16 @@ class AuditTail:
 
     def mark(self) -> None:
         self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every audit event since mark()."""
+        found = []
+        with self.path.open("rb") as log:
+            log.seek(self.offset)
+            for raw in log:
+                with contextlib.suppress(json.JSONDecodeError):
+                    found.append(json.loads(raw))
+        return found
 
     def operator_writes(self) -> dict[str, int]:
         """Successful writes by the operator since mark(), by resource (events, key sets ...)."""

@@ -141,3 +141,18 @@ async def test_cli_flags_start_the_pool_and_the_limit(emulator_ca_dir: Path) -> 
             limit = (await control.get("/write-rate-limit")).json()
     assert pool["size"] == 1
     assert limit == {"perSecond": 5, "refused": 0}
+
+
+async def test_the_request_log_can_start_at_a_moment(
+    emulator_ca_dir: Path, graph_emulator_apps: GraphEmulatorApps
+) -> None:
+    async with emulator(emulator_ca_dir, graph_emulator_apps) as (emu, graph, control):
+        await graph.get(KEY_SETS)
+        moment = emu.state.now()
+        await graph.post(KEY_SETS, json={"id": "Later"})
+        later = (await control.get("/requests", params={"since": moment})).json()["value"]
+        everything = (await control.get("/requests")).json()["value"]
+        refused = await control.get("/requests", params={"since": "yesterday"})
+    assert [(r["method"], r["status"]) for r in later] == [("POST", 201)]
+    assert len(everything) == 3  # the token, the list and the create
+    assert refused.status_code == 400
