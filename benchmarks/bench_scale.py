@@ -43,6 +43,7 @@ from scale_measure import (
     key_set_id,
     latency,
     max_per_second,
+    reads_per_resync,
     renewal_timeline,
     renewals,
     wait_checked,
@@ -97,7 +98,7 @@ class Sizes:
     steady_resyncs: int
 
 
-FULL = Sizes(1000, 200, 10_000, 200, 20, 30.0, 2)
+FULL = Sizes(1000, 200, 10_000, 200, 8, 15.0, 2)
 QUICK = Sizes(40, 15, 400, 30, 10, 10.0, 2)
 
 
@@ -352,14 +353,16 @@ def phase_steady(b: Bench) -> None:
     cpu = cpu_seconds(run.pid) - cpu_before
     elapsed = time.perf_counter() - started
     # Exactly the window: a request answered after it belongs to the next resync.
-    graph = counts_by_kind(b.graph_log.new(until=b.graph_log.since + elapsed))
+    records = b.graph_log.new(until=b.graph_log.since + elapsed)
+    graph = counts_by_kind(records)
     resyncs = elapsed / resync
     b.out.figures["steady"] = {
         "keysets": len(ids),
         "resync_seconds": resync,
         "window_seconds": round(elapsed, 1),
         "graph_requests": graph,
-        "graph_reads_per_keyset_per_resync": round(graph["read"] / (len(ids) * resyncs), 3),
+        "graph_reads_per_keyset_per_window_resync": round(graph["read"] / (len(ids) * resyncs), 3),
+        "per_pass": reads_per_resync(records, resync),
         "kube_writes": b.audit.operator_writes(),
         "keyset_watch_modified": b.watch.modified() - versions,
         "cpu_percent": round(100 * cpu / elapsed, 1),
@@ -430,8 +433,8 @@ def parse_sizes(argv: Sequence[str]) -> tuple[Sizes, argparse.Namespace]:
     parser.add_argument("--renewals", type=int, help="M renewals per measurement (default 200)")
     parser.add_argument("--unrelated-secrets", type=int, help="default 10000")
     parser.add_argument("--throttle-keysets", type=int, help="default 200")
-    parser.add_argument("--write-rate", type=int, help="W writes per second (default 20)")
-    parser.add_argument("--resync", type=float, help="steady-state resync, seconds (default 30)")
+    parser.add_argument("--write-rate", type=int, help="W writes per second (default 8)")
+    parser.add_argument("--resync", type=float, help="steady-state resync, seconds (default 15)")
     parser.add_argument("--steady-resyncs", type=int, help="resyncs in the window (default 2)")
     parser.add_argument(
         "--phases",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import itertools
 import secrets
 import statistics
 import time
@@ -53,12 +54,51 @@ def latency(samples: Sequence[float]) -> dict[str, float]:
 
 
 def counts_by_kind(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    counts = {"read": 0, "write": 0, "token": 0}
+    """Graph requests: reads (of which getActiveKey), writes, token requests."""
+    counts = {"read": 0, "getActiveKey": 0, "write": 0, "token": 0}
     for record in records:
         kind = graph_kind(record)
         if kind in counts:
             counts[kind] += 1
+        if kind == "read" and "getActiveKey" in str(record["path"]):
+            counts["getActiveKey"] += 1
     return counts
+
+
+def reads_per_resync(records: Sequence[Mapping[str, Any]], resync: float) -> dict[str, Any]:
+    """Graph reads per key set per resync pass, without the window's edge effects.
+
+    Each GET of a key set starts a pass; a GET of the same key set sooner than half a resync
+    after the previous one is an extra read, and so is every getActiveKey. Reads per pass is
+    (passes + extras) / passes: exactly 1 when every pass reads once.
+    """
+    reads: dict[str, list[float]] = {}
+    active_key = 0
+    active_key_sets: set[str] = set()
+    for record in records:
+        path = str(record["path"])
+        if graph_kind(record) != "read" or "/keySets/" not in path:
+            continue
+        key_set = path.split("/keySets/", 1)[1].split("/", 1)[0]
+        if "getActiveKey" in path:
+            active_key += 1
+            active_key_sets.add(key_set)
+            continue
+        reads.setdefault(key_set, []).append(float(record["time"]))
+    early = 0
+    for times in reads.values():
+        ordered = sorted(times)
+        early += sum(1 for a, b in itertools.pairwise(ordered) if b - a < resync / 2)
+    gets = sum(len(t) for t in reads.values())
+    passes = gets - early
+    return {
+        "keysets_read": len(reads),
+        "passes": passes,
+        "extra_gets": early,
+        "getActiveKey": active_key,
+        "getActiveKey_keysets": sorted(active_key_sets),
+        "reads_per_keyset_per_resync": round((gets + active_key) / passes, 3) if passes else None,
+    }
 
 
 def key_set_id(name: str) -> str:
