@@ -98,7 +98,7 @@ class Sizes:
     steady_resyncs: int
 
 
-FULL = Sizes(1000, 200, 10_000, 200, 8, 15.0, 2)
+FULL = Sizes(1000, 100, 10_000, 100, 10, 20.0, 2)
 QUICK = Sizes(40, 15, 400, 30, 10, 10.0, 2)
 
 
@@ -290,7 +290,11 @@ def measure_renewals(b: Bench, label: str) -> dict[str, Any]:
     figures: dict[str, Any] = latency([s.seconds for s in samples])
     figures["operator_cpu_ms_per_renewal"] = round(1000 * cpu / len(samples), 1)
     figures["timeline"] = renewal_timeline(
-        samples, b.audit.events(), b.graph_log.new(), OPERATOR_USER, "renewal"
+        samples,
+        b.audit.events(),
+        b.graph_log.new(contains="/keySets/" + KEY_SET_PREFIX + key_set_id("renewal")),
+        OPERATOR_USER,
+        "renewal",
     )
     return figures
 
@@ -430,11 +434,11 @@ def parse_sizes(argv: Sequence[str]) -> tuple[Sizes, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument("--keysets", type=int, help="N (default 1000)")
-    parser.add_argument("--renewals", type=int, help="M renewals per measurement (default 200)")
+    parser.add_argument("--renewals", type=int, help="M renewals per measurement (default 100)")
     parser.add_argument("--unrelated-secrets", type=int, help="default 10000")
-    parser.add_argument("--throttle-keysets", type=int, help="default 200")
-    parser.add_argument("--write-rate", type=int, help="W writes per second (default 8)")
-    parser.add_argument("--resync", type=float, help="steady-state resync, seconds (default 15)")
+    parser.add_argument("--throttle-keysets", type=int, help="default 100")
+    parser.add_argument("--write-rate", type=int, help="W writes per second (default 10)")
+    parser.add_argument("--resync", type=float, help="steady-state resync, seconds (default 20)")
     parser.add_argument("--steady-resyncs", type=int, help="resyncs in the window (default 2)")
     parser.add_argument(
         "--phases",

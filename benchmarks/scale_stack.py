@@ -156,11 +156,15 @@ class GraphLog:
         # The emulator's clock is this machine's (no offset is set), so epochs compare.
         self.since = time.time()
 
-    def new(self, until: float | None = None) -> list[dict[str, Any]]:
-        """Requests that arrived since the last mark() (and before `until`), oldest first."""
-        records: list[dict[str, Any]] = self.graph.get(f"/_emulator/requests?since={self.since}")[
-            "value"
-        ]
+    def new(self, until: float | None = None, contains: str | None = None) -> list[dict[str, Any]]:
+        """Requests that arrived since the last mark() (and before `until`; with `contains` in
+        their path), oldest first."""
+        query: dict[str, Any] = {"since": self.since}
+        if contains:
+            query["contains"] = contains
+        response = self.graph.control.get("/_emulator/requests", params=query)
+        response.raise_for_status()
+        records: list[dict[str, Any]] = response.json()["value"]
         if len(records) >= self.LIMIT:
             raise BenchFailed("Graph's request log wrapped inside one phase; use a smaller N")
         return [r for r in records if until is None or float(r["time"]) < until]

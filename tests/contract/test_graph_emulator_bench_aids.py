@@ -143,7 +143,7 @@ async def test_cli_flags_start_the_pool_and_the_limit(emulator_ca_dir: Path) -> 
     assert limit == {"perSecond": 5, "refused": 0}
 
 
-async def test_the_request_log_can_start_at_a_moment(
+async def test_the_request_log_can_start_at_a_moment_and_keep_one_path(
     emulator_ca_dir: Path, graph_emulator_apps: GraphEmulatorApps
 ) -> None:
     async with emulator(emulator_ca_dir, graph_emulator_apps) as (emu, graph, control):
@@ -153,6 +153,8 @@ async def test_the_request_log_can_start_at_a_moment(
         later = (await control.get("/requests", params={"since": moment})).json()["value"]
         everything = (await control.get("/requests")).json()["value"]
         refused = await control.get("/requests", params={"since": "yesterday"})
+        lists = (await control.get("/requests", params={"contains": "keySets"})).json()["value"]
     assert [(r["method"], r["status"]) for r in later] == [("POST", 201)]
+    assert [r["method"] for r in lists] == ["GET", "POST"]
     assert len(everything) == 3  # the token, the list and the create
     assert refused.status_code == 400

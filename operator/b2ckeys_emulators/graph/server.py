@@ -14,8 +14,8 @@ aiohttp layer: the Graph error shape, request ids, the request log, fault inject
                                   retry_after="1", code="AADB2C95043"))
 
 Control routes (loopback test tool, no auth; the same operations are `emu.state` methods):
-`GET /_emulator/requests[?since=EPOCH]` (method, path, status, time, ids; never bodies or
-tokens),
+`GET /_emulator/requests[?since=EPOCH&contains=TEXT]` (method, path, status, time, ids; never
+bodies or tokens),
 `GET|POST|DELETE /_emulator/faults`, `POST /_emulator/reset`,
 `GET|POST /_emulator/clock` (`{"advance": seconds}` or `{"set": epoch}`),
 `GET /_emulator/keysets` (public view with each set's active kid), `GET /_emulator/warnings`,
@@ -557,9 +557,9 @@ async def _jwks(request: web.Request) -> web.StreamResponse:
 
 
 async def _control_requests(request: web.Request) -> web.StreamResponse:
-    """The request log; `?since=EPOCH` keeps only requests that arrived then or later (a
-    benchmark polling a 10,000-entry log would otherwise cost the emulator more than it
-    measures)."""
+    """The request log; `?since=EPOCH` keeps only requests that arrived then or later and
+    `?contains=TEXT` only those whose path holds TEXT (a benchmark polling a 10,000-entry log
+    would otherwise cost the emulator more than it measures)."""
     records = request.app[_STATE].requests()
     since = request.query.get("since")
     if since is not None:
@@ -568,6 +568,9 @@ async def _control_requests(request: web.Request) -> web.StreamResponse:
         except ValueError:
             return web.json_response({"error": "since is epoch seconds"}, status=400)
         records = [r for r in records if r.time >= cutoff]
+    contains = request.query.get("contains")
+    if contains:
+        records = [r for r in records if contains in r.path]
     return web.json_response({"value": [asdict(r) for r in records]})
 
 
