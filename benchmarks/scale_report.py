@@ -27,8 +27,8 @@ def goals(f: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         row("burst: operator CPU", f"{burst['cpu_seconds']['operator']} s", "-", None)
         row("burst: emulator CPU", f"{burst['cpu_seconds']['graph emulator']} s", "-", None)
         row(
-            "burst: Graph reads/writes/tokens",
-            "/".join(map(str, burst["graph_requests"].values())),
+            "burst: Graph reads (getActiveKey)/writes/tokens",
+            "{read} ({getActiveKey}) / {write} / {token}".format(**burst["graph_requests"]),
             "-",
             None,
         )
