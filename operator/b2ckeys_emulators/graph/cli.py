@@ -46,7 +46,18 @@ def main(argv: Sequence[str]) -> int:
         else args.tls_dir
     )
     try:
-        asyncio.run(_serve(args.host, args.port, tls_dir, args.tenant_id, apps, rules))
+        asyncio.run(
+            _serve(
+                args.host,
+                args.port,
+                tls_dir,
+                args.tenant_id,
+                apps,
+                rules,
+                key_pool_size=args.key_pool,
+                write_rate_limit=args.write_rate_limit,
+            )
+        )
     finally:
         if created_tls_dir:
             shutil.rmtree(tls_dir, ignore_errors=True)
@@ -82,8 +93,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override one EmulatorRules field, e.g. duplicate_create_status=400",
     )
+    parser.add_argument(
+        "--key-pool",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="make N RSA keys in the background for generateKey to take (benchmarks: keeps the "
+        "emulator's RSA generation out of the operator's figures); GET /_emulator/key-pool",
+    )
+    parser.add_argument(
+        "--write-rate-limit",
+        type=_positive,
+        default=None,
+        metavar="W",
+        help="accept at most W Graph writes in any second; others get 429 with Retry-After",
+    )
     parser.add_argument("--log-level", default="warning")
     return parser
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _parse_app(spec: str) -> EmulatedApp:
@@ -130,13 +170,23 @@ async def _serve(
     tenant_id: str,
     apps: Sequence[EmulatedApp],
     rules: EmulatorRules,
+    *,
+    key_pool_size: int,
+    write_rate_limit: int | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with serve_graph_emulator(
-        host=host, port=port, tls_dir=tls_dir, tenant_id=tenant_id, apps=apps, rules=rules
+        host=host,
+        port=port,
+        tls_dir=tls_dir,
+        tenant_id=tenant_id,
+        apps=apps,
+        rules=rules,
+        key_pool_size=key_pool_size,
+        write_rate_limit=write_rate_limit,
     ) as emu:
         lines = [
             f"b2ckeys graph-emulator listening on {emu.url}",

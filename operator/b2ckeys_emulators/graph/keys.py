@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import json
 import secrets
+import threading
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -137,9 +139,73 @@ def _fingerprint(*parts: str) -> str:
 # --- generateKey ---------------------------------------------------------------------------------
 
 
-def generate_key(*, kty: str, use: str, rules: EmulatorRules) -> StoredKey:
+class RsaKeyPool:
+    """RSA keys made ahead of time for generateKey, so a benchmark of the operator does not
+    time the emulator's own RSA generation (about 50 ms per 2048-bit key here).
+
+    `start()` fills it to `size` in a daemon thread; generateKey takes a pooled key when one of
+    the right size is ready and generates one itself otherwise (counted as `made_on_demand`).
+    Pooled keys live in memory only, like every other key the emulator holds.
+    """
+
+    def __init__(self, size: int, bits: int = 2048) -> None:
+        if size < 0:
+            raise ValueError("a key pool's size cannot be negative")
+        self.size = size
+        self.bits = bits
+        self._ready: deque[rsa.RSAPrivateKey] = deque()
+        self._lock = threading.Lock()
+        self._made = 0
+        self.taken = 0
+        self.made_on_demand = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None and self.size:
+            self._thread = threading.Thread(target=self._fill, name="rsa-key-pool", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _fill(self) -> None:
+        # Each key made once: a key taken is never replaced, so `size` bounds the work.
+        while self._made < self.size and not self._stop.is_set():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=self.bits)
+            with self._lock:
+                self._ready.append(key)
+                self._made += 1
+
+    def take(self, bits: int) -> rsa.RSAPrivateKey | None:
+        with self._lock:
+            if bits == self.bits and self._ready:
+                self.taken += 1
+                return self._ready.popleft()
+            self.made_on_demand += 1
+            return None
+
+    def counts(self) -> dict[str, int]:
+        """For the control route: how full the pool is and how it has been used."""
+        with self._lock:
+            return {
+                "size": self.size,
+                "bits": self.bits,
+                "made": self._made,
+                "available": len(self._ready),
+                "taken": self.taken,
+                "madeOnDemand": self.made_on_demand,
+            }
+
+
+def generate_key(
+    *, kty: str, use: str, rules: EmulatorRules, pool: RsaKeyPool | None = None
+) -> StoredKey:
     if kty == "RSA":
-        private_key = rsa.generate_private_key(
+        pooled = pool.take(rules.generated_rsa_bits) if pool is not None else None
+        private_key = pooled or rsa.generate_private_key(
             public_exponent=65537, key_size=rules.generated_rsa_bits
         )
         return _rsa_key(private_key.public_key(), use=use, origin="generated", private=private_key)

@@ -14,10 +14,14 @@ aiohttp layer: the Graph error shape, request ids, the request log, fault inject
                                   retry_after="1", code="AADB2C95043"))
 
 Control routes (loopback test tool, no auth; the same operations are `emu.state` methods):
-`GET /_emulator/requests` (method, path, status, time, ids; never bodies or tokens),
+`GET /_emulator/requests[?since=EPOCH&contains=TEXT]` (method, path, status, time, ids; never
+bodies or tokens),
 `GET|POST|DELETE /_emulator/faults`, `POST /_emulator/reset`,
 `GET|POST /_emulator/clock` (`{"advance": seconds}` or `{"set": epoch}`),
-`GET /_emulator/keysets` (public view with each set's active kid), `GET /_emulator/warnings`.
+`GET /_emulator/keysets` (public view with each set's active kid), `GET /_emulator/warnings`,
+`GET /_emulator/key-pool` (pre-made RSA keys for generateKey: made, available, taken),
+`GET|POST /_emulator/write-rate-limit` (`{"perSecond": W}`: writes over W in any second get
+429 AADB2C95043 with Retry-After; `{"perSecond": null}` lifts it).
 The clock drives activation, expiry and token lifetime: advancing it past
 `rules.token_lifetime_seconds` expires tokens that clients still hold in their caches.
 """
@@ -48,7 +52,7 @@ from b2ckeys_emulators.graph.identity import (
     IdentityService,
     check_roles,
 )
-from b2ckeys_emulators.graph.keys import B2CRefusal, StoredKey
+from b2ckeys_emulators.graph.keys import B2CRefusal, RsaKeyPool, StoredKey
 from b2ckeys_emulators.graph.paths import (
     GraphTarget,
     Operation,
@@ -56,7 +60,13 @@ from b2ckeys_emulators.graph.paths import (
     resolve_operation,
 )
 from b2ckeys_emulators.graph.rules import EmulatorRules
-from b2ckeys_emulators.graph.state import EmulatorState, Fault, KeySet, RequestRecord
+from b2ckeys_emulators.graph.state import (
+    EmulatorState,
+    Fault,
+    KeySet,
+    RequestRecord,
+    WriteRateLimit,
+)
 from b2ckeys_emulators.graph.tls import ensure_ca, server_ssl_context
 
 __all__ = [
@@ -138,11 +148,24 @@ async def serve_graph_emulator(
     tenant_id: str = DEFAULT_TENANT_ID,
     apps: Sequence[EmulatedApp] = (),
     rules: EmulatorRules | None = None,
+    key_pool_size: int = 0,
+    write_rate_limit: int | None = None,
 ) -> AsyncIterator[GraphEmulator]:
-    """Serve the emulator over HTTPS on `host:port` (0 = any free port) until the block exits."""
+    """Serve the emulator over HTTPS on `host:port` (0 = any free port) until the block exits.
+
+    `key_pool_size` RSA keys are made in a background thread for generateKey to take;
+    `write_rate_limit` caps accepted Graph writes per second (429 + Retry-After beyond it).
+    """
     ca_path = ensure_ca(tls_dir)
     ssl_context = server_ssl_context(tls_dir)
-    state = EmulatorState(rules)
+    effective_rules = rules or EmulatorRules()
+    key_pool = RsaKeyPool(key_pool_size, effective_rules.generated_rsa_bits)
+    state = EmulatorState(
+        effective_rules,
+        key_pool=key_pool,
+        write_rate_limit=None if write_rate_limit is None else WriteRateLimit(write_rate_limit),
+    )
+    key_pool.start()
     identity = IdentityService(tenant_id=tenant_id, apps=apps, clock=state.clock, rules=state.rules)
     runner = web.AppRunner(
         build_app(state, identity),
@@ -171,6 +194,7 @@ async def serve_graph_emulator(
         yield emulator
     finally:
         await runner.cleanup()
+        key_pool.stop()
 
 
 def build_app(state: EmulatorState, identity: IdentityService) -> web.Application:
@@ -188,6 +212,9 @@ def build_app(state: EmulatorState, identity: IdentityService) -> web.Applicatio
         web.get(f"{CONTROL_PREFIX}/keysets", _control_key_sets),
         web.get(f"{CONTROL_PREFIX}/warnings", _control_warnings),
         web.post(f"{CONTROL_PREFIX}/apps/{{client_id}}/secret", _control_rotate_secret),
+        web.get(f"{CONTROL_PREFIX}/key-pool", _control_key_pool),
+        web.get(f"{CONTROL_PREFIX}/write-rate-limit", _control_write_rate_limit),
+        web.post(f"{CONTROL_PREFIX}/write-rate-limit", _control_write_rate_limit),
     ]
     app.add_routes(control)
     app.add_routes(
@@ -386,6 +413,10 @@ async def _run(
     if not operation.write:
         await _injected_latency(request)
         return _read(request, state, target, operation.name)
+    limit = state.write_rate_limit
+    wait = limit.admit() if limit is not None else None
+    if wait is not None:
+        return _throttled(request, wait)
     if operation.name == "create":
         lock_id = state.final_id(str(body.get("id", "")))
     else:
@@ -396,6 +427,16 @@ async def _run(
         # would run start to end at once and writes sent together could never overlap (§2.10).
         await asyncio.sleep(0)
         return _write(request, state, target, operation.name, body)
+
+
+def _throttled(request: web.Request, wait: float) -> web.Response:
+    """A write over the tenant's rate: B2C's throttling answer; Retry-After in whole seconds."""
+    response = _graph_error(
+        request, 429, "AADB2C95043", "There are too many requests at this moment."
+    )
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    response.headers["x-ms-throttle-information"] = "WriteLimitExceeded"
+    return response
 
 
 def _read(
@@ -519,7 +560,20 @@ async def _jwks(request: web.Request) -> web.StreamResponse:
 
 
 async def _control_requests(request: web.Request) -> web.StreamResponse:
+    """The request log; `?since=EPOCH` keeps only requests that arrived then or later and
+    `?contains=TEXT` only those whose path holds TEXT (a benchmark polling a 10,000-entry log
+    would otherwise cost the emulator more than it measures)."""
     records = request.app[_STATE].requests()
+    since = request.query.get("since")
+    if since is not None:
+        try:
+            cutoff = float(since)
+        except ValueError:
+            return web.json_response({"error": "since is epoch seconds"}, status=400)
+        records = [r for r in records if r.time >= cutoff]
+    contains = request.query.get("contains")
+    if contains:
+        records = [r for r in records if contains in r.path]
     return web.json_response({"value": [asdict(r) for r in records]})
 
 
@@ -589,3 +643,32 @@ async def _control_key_sets(request: web.Request) -> web.StreamResponse:
 
 async def _control_warnings(request: web.Request) -> web.StreamResponse:
     return web.json_response({"value": request.app[_STATE].warnings()})
+
+
+async def _control_key_pool(request: web.Request) -> web.StreamResponse:
+    pool = request.app[_STATE].key_pool
+    return web.json_response(pool.counts() if pool is not None else {"size": 0})
+
+
+async def _control_write_rate_limit(request: web.Request) -> web.StreamResponse:
+    """GET the limit; POST {"perSecond": W} to set it, {"perSecond": null} to lift it."""
+    state = request.app[_STATE]
+    if request.method == "POST":
+        try:
+            body = await request.json()
+            if not isinstance(body, dict) or "perSecond" not in body:
+                raise ValueError("give 'perSecond' (writes per second, or null for no limit)")
+            per_second = body["perSecond"]
+            if per_second is not None and (
+                isinstance(per_second, bool) or not isinstance(per_second, int)
+            ):
+                raise ValueError("'perSecond' is a whole number of writes")
+            state.write_rate_limit = None if per_second is None else WriteRateLimit(per_second)
+        except ValueError as error:
+            return web.json_response({"error": f"invalid write rate limit: {error}"}, status=400)
+    limit = state.write_rate_limit
+    return web.json_response(
+        {"perSecond": limit.per_second, "refused": limit.refused}
+        if limit is not None
+        else {"perSecond": None}
+    )

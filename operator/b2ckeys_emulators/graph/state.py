@@ -12,14 +12,20 @@ import re
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from b2ckeys.secret import SecretBytes
 from b2ckeys_emulators.graph import keys as keys
-from b2ckeys_emulators.graph.keys import B2CRefusal, StoredKey, bad_request, missing_parameter
+from b2ckeys_emulators.graph.keys import (
+    B2CRefusal,
+    RsaKeyPool,
+    StoredKey,
+    bad_request,
+    missing_parameter,
+)
 from b2ckeys_emulators.graph.rules import EmulatorRules
 
 logger = logging.getLogger(__name__)
@@ -145,6 +151,34 @@ class RequestRecord:
     fault: str | None  # which injected fault (if any) shaped this answer
 
 
+class WriteRateLimit:
+    """At most `per_second` Graph writes accepted in any one-second window, as a tenant's
+    write limit in Graph: a write over it is answered 429 with Retry-After instead of run.
+
+    A sliding window over the times of accepted writes (monotonic clock, not the emulator's
+    settable one), so no second anywhere holds more than `per_second` of them.
+    """
+
+    def __init__(self, per_second: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if per_second < 1:
+            raise ValueError("a write rate limit must allow at least 1 write per second")
+        self.per_second = per_second
+        self._clock = clock
+        self._accepted: deque[float] = deque()
+        self.refused = 0
+
+    def admit(self) -> float | None:
+        """None if this write may run now (and counts it); else seconds until one may."""
+        now = self._clock()
+        while self._accepted and self._accepted[0] <= now - 1.0:
+            self._accepted.popleft()
+        if len(self._accepted) < self.per_second:
+            self._accepted.append(now)
+            return None
+        self.refused += 1
+        return self._accepted[0] + 1.0 - now
+
+
 @dataclass
 class KeySet:
     id: str
@@ -154,8 +188,18 @@ class KeySet:
 class EmulatorState:
     """Key sets with B2C's rules, plus the inspectors and fault queue tests drive."""
 
-    def __init__(self, rules: EmulatorRules | None = None) -> None:
+    def __init__(
+        self,
+        rules: EmulatorRules | None = None,
+        *,
+        key_pool: RsaKeyPool | None = None,
+        write_rate_limit: WriteRateLimit | None = None,
+    ) -> None:
         self.rules = rules or EmulatorRules()
+        # Benchmark aids, both off by default: pre-made RSA keys for generateKey, and the
+        # tenant's write limit (the emulator serves one tenant, so one limit).
+        self.key_pool = key_pool
+        self.write_rate_limit = write_rate_limit
         self.clock = EmulatorClock()
         self._key_sets: dict[str, KeySet] = {}
         self._requests: deque[RequestRecord] = deque(maxlen=_REQUEST_LOG_LIMIT)
@@ -346,7 +390,7 @@ class EmulatorState:
         assert isinstance(use, str)
         nbf, exp = self._dates(body)
         self._check_compatible(key_set, kty=kty, use=use)
-        key = keys.generate_key(kty=kty, use=use, rules=self.rules)
+        key = keys.generate_key(kty=kty, use=use, rules=self.rules, pool=self.key_pool)
         key.nbf, key.exp = nbf, exp
         return self._append(key_set, key)
 
