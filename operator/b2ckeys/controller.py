@@ -152,7 +152,8 @@ class Controller:
         self._resources[key] = resource
         self._route(key, resource)
         if _wants_reconcile(previous, resource):
-            self.queue.add(key)
+            # The first listing (no event type) is routine, like a resync: changes go first.
+            self.queue.add(key, urgent=event_type is not None)
 
     def _forget(self, key: ObjectKey) -> None:
         metrics.KEYSET_SERIES.forget(key.namespace, key.name)
@@ -164,9 +165,9 @@ class Controller:
         for peer in peers:  # the next oldest may own the key set now
             self.queue.add(peer)
 
-    def source_changed(self, kind: str, namespace: str, name: str) -> None:
+    def source_changed(self, kind: str, namespace: str, name: str, *, urgent: bool = True) -> None:
         for key in sorted(self._by_source.get((namespace, kind, name), ()), key=str):
-            self.queue.add(key)
+            self.queue.add(key, urgent=urgent)
         for tenant, secrets in list(self._tenant_secrets.items()):
             if (namespace, kind, name) in secrets:
                 self.tenant_queue.add(tenant)
@@ -334,7 +335,7 @@ class Controller:
     def requeue_all(self) -> None:
         """Reconcile every key set seen so far: what a newly elected leader does first."""
         for key in sorted(self._resources, key=str):
-            self.queue.add(key)
+            self.queue.add(key, urgent=False)
         for tenant in sorted(self._tenant_generations):
             self.tenant_queue.add(tenant)
 

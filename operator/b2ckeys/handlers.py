@@ -84,14 +84,23 @@ async def keyset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("v1", "secrets", id="secrets")
-async def secret_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    # The body (with the Secret's data) is deliberately not taken: only its name routes.
-    _runtime(memo).controller.source_changed("Secret", namespace or "", name)
+async def secret_event(
+    type: str | None, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    # The body (with the Secret's data) is deliberately not taken: only its name routes. The
+    # first listing (type None) is routine work; a change goes ahead of it.
+    _runtime(memo).controller.source_changed(
+        "Secret", namespace or "", name, urgent=type is not None
+    )
 
 
 @kopf.on.event("v1", "configmaps", id="configmaps")
-async def configmap_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _runtime(memo).controller.source_changed("ConfigMap", namespace or "", name)
+async def configmap_event(
+    type: str | None, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    _runtime(memo).controller.source_changed(
+        "ConfigMap", namespace or "", name, urgent=type is not None
+    )
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "b2ctenants", id="b2ctenants")

@@ -122,9 +122,20 @@ async def _enable(args: argparse.Namespace) -> str:
     return await run_key_status(args, "enabled")
 
 
+def _kid_joined(argv: Sequence[str]) -> list[str]:
+    """`--kid -x...` as `--kid=-x...`: a kid is base64url, so one in 64 starts with "-",
+    which argparse would take for an option ("expected one argument")."""
+    joined: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        value = next(args, None) if arg == "--kid" else None
+        joined.append(f"--kid={value}" if value is not None else arg)
+    return joined
+
+
 def disable(argv: Sequence[str]) -> int:
-    return _main(key_status_parser("disable"), _disable, argv)
+    return _main(key_status_parser("disable"), _disable, _kid_joined(argv))
 
 
 def enable(argv: Sequence[str]) -> int:
-    return _main(key_status_parser("enable"), _enable, argv)
+    return _main(key_status_parser("enable"), _enable, _kid_joined(argv))

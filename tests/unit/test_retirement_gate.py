@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from b2ckeys.key_commands import _kid_joined, key_status_parser
 from b2ckeys.leader import Leadership, NotLeading
 from b2ckeys.leader_gates import LeaderGatedKeySetClient
 
@@ -38,3 +39,11 @@ async def test_set_key_status_passes_the_gate_and_list_keys_does_not_need_it() -
         await gated.set_key_status("B2C_1A_K", "old", enabled=True)
 
     assert inner.calls == ["list B2C_1A_K", "disable old"]
+
+
+def test_a_kid_starting_with_a_dash_is_taken_as_the_kid() -> None:
+    # One base64url kid in 64 starts with "-": often enough to meet in practice.
+    argv = _kid_joined(["fb", "--kid", "-x9Kq", "-n", "identity"])
+    args = key_status_parser("disable").parse_args(argv)
+    assert (args.kid, args.name, args.namespace) == ("-x9Kq", "fb", "identity")
+    assert _kid_joined(["fb", "--kid"]) == ["fb", "--kid"]  # argparse still says it is missing

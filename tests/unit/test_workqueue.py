@@ -115,3 +115,55 @@ async def test_a_crashing_worker_does_not_stop_the_queue_and_forget_drops_keys()
     queue.forget("bad")
     assert queue.scheduled_in("bad") is None
     await _stop(queue, task)
+
+
+async def test_a_change_runs_before_routine_work_that_is_due_already() -> None:
+    """A renewal's event must not wait behind a backlog of overdue resyncs."""
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def worker(key: str) -> float | None:
+        order.append(key)
+        if key == "first":
+            await gate.wait()  # holds the only slot while the backlog builds up
+        return None
+
+    queue: WorkQueue[str] = WorkQueue(worker, concurrency=1)
+    task = await _with_queue(queue)
+    queue.add("first")
+    while not order:
+        await asyncio.sleep(0.001)
+    for i in range(5):
+        queue.add(f"resync-{i}", urgent=False)
+    queue.add("resync-0", urgent=False)  # asked again: still one run, still routine
+    queue.add("resync-3")  # an event for a key already waiting moves that run ahead
+    queue.add("renewal")
+    gate.set()
+    await asyncio.wait_for(queue.wait_idle(), 2)
+    await _stop(queue, task)
+    assert order == ["first", "resync-3", "renewal"] + [f"resync-{i}" for i in (0, 1, 2, 4)]
+
+
+async def test_routine_requeues_keep_their_time_and_never_run_twice_at_once() -> None:
+    runs: Counter[str] = Counter()
+    running = 0
+    most = 0
+
+    async def worker(key: str) -> float | None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        runs[key] += 1
+        await asyncio.sleep(0.001)
+        running -= 1
+        return 0.01 if runs[key] < 3 else None  # two routine requeues each
+
+    queue: WorkQueue[str] = WorkQueue(worker, concurrency=2)
+    task = await _with_queue(queue)
+    for key in "abcde":
+        queue.add(key)
+    while sum(runs.values()) < 15:
+        await asyncio.sleep(0.005)
+    await _stop(queue, task)
+    assert runs == Counter({k: 3 for k in "abcde"})
+    assert most == 2
