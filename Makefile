@@ -42,8 +42,7 @@ tools:
 
 # The README's Performance figures: bench_scale on the real kube-apiserver (N=1000 key sets; most
 # of the ~10 minutes), then the client, emulator and key material micro-benchmarks.
-# bench_operator (the same scenarios on the kube emulator, superseded by bench_scale) and
-# bench_scale's larger sizes run by hand: `.venv/bin/python benchmarks/bench_scale.py --help`.
+# bench_scale's other sizes run by hand: `.venv/bin/python benchmarks/bench_scale.py --help`.
 BENCH_ARGS ?=
 bench: $(STAMP) kube-binaries
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)

@@ -386,12 +386,17 @@ class Controller:
             self._failures.pop(key, None)
             self._not_before.pop(key, None)
             return result.requeue_after
+        if result.retry_after is not None and result.outcome.reason == Reason.THROTTLED:
+            # Graph said when, for the whole tenant: that is the delay. Not an escalating
+            # backoff on top: a key set refused three times in a burst would wait 4 s and more
+            # while the tenant has long been writable again (bench_scale's throttled phase).
+            self._not_before[key] = self._monotonic() + result.retry_after
+            self._tenant_not_before[tenant] = self._not_before[key]
+            return result.retry_after
         backoff = self._backoff(key)
         if result.retry_after is not None:
             # Graph said when: never earlier (events included), whatever the reason shown.
             self._not_before[key] = self._monotonic() + result.retry_after
-            if result.outcome.reason == Reason.THROTTLED:
-                self._tenant_not_before[tenant] = self._not_before[key]
             return max(backoff, result.retry_after)
         if result.requeue_after is not None:
             backoff = min(backoff, result.requeue_after)

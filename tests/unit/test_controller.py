@@ -259,3 +259,22 @@ async def test_a_tenant_resource_reaching_the_default_tenant_shares_its_key_sets
     ctl.observe_keyset(None, named)
     await ctl._work(ObjectKey("ns", "b"))
     assert reconciler.calls[-1] == ("b", ObjectKey("ns", "a"))
+
+
+async def test_throttling_waits_as_long_as_graph_asks_and_does_not_escalate() -> None:
+    now = [100.0]
+    ctl, rec = controller(now)
+    a = body("a", created="2026-01-01T00:00:00Z", uid="1")
+    rec.kube.objects = {"a": a}
+    ctl.observe_keyset(None, a)
+    rec.result = ReconcileResult(
+        Outcome(Reason.THROTTLED, "wait"), None, failed=True, retry_after=1.0
+    )
+    delays = []
+    for _ in range(4):  # refused again each time the tenant is writable
+        delays.append(await ctl._work(ObjectKey("ns", "a")))
+        now[0] += 1.0
+    assert delays == [1.0, 1.0, 1.0, 1.0]
+    rec.result = ReconcileResult(Outcome(Reason.GRAPH_ERROR, "503"), None, failed=True)
+    assert await ctl._work(ObjectKey("ns", "a")) == 1.0  # other failures start their backoff
+    assert await ctl._work(ObjectKey("ns", "a")) == 2.0

@@ -386,7 +386,7 @@ def test_every_copied_source_is_in_the_build_context() -> None:
         "tests/unit/test_dockerfile.py",
         ".git/config",
         "operator/b2ckeys/__pycache__/cli.cpython-311.pyc",
-        "benchmarks/bench_operator.py",
+        "benchmarks/bench_scale.py",
         "deploy/base/deployment.yaml",
         "operator/b2ckeys_emulators/graph/server.py",
         "crds/trustframeworkkeysets.yaml",
