@@ -25,12 +25,12 @@ from b2ckeys.kubectl_plugin import (
     WAIT_POLL_SECONDS,
     CommandFailed,
     _connect,
-    _duration,
     _kube,
     _main,
     _namespace_option,
     _parser,
     _read_keyset,
+    _wait_options,
     force_sync_value,
 )
 from b2ckeys.model import KEY_STATUS_ANNOTATION
@@ -51,15 +51,7 @@ def key_status_parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--kid", required=True, help="the key (kubectl b2ckeys status --graph lists them)"
     )
-    parser.add_argument(
-        "--wait", action="store_true", help="wait until the operator has reported the result"
-    )
-    parser.add_argument(
-        "--timeout",
-        default="60s",
-        type=_duration,
-        help="how long --wait waits, e.g. 30s or 2m (default 60s)",
-    )
+    _wait_options(parser, "the operator has reported the result")
     return parser
 
 

@@ -74,6 +74,16 @@ def _namespace_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _wait_options(parser: argparse.ArgumentParser, until: str) -> None:
+    parser.add_argument("--wait", action="store_true", help=f"wait until {until}")
+    parser.add_argument(
+        "--timeout",
+        default="60s",
+        type=_duration,
+        help="how long --wait waits, e.g. 30s or 2m (default 60s)",
+    )
+
+
 def status_parser() -> argparse.ArgumentParser:
     parser = _parser(
         "status",
@@ -120,15 +130,7 @@ def sync_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("name", help="the TrustFrameworkKeySet")
     _namespace_option(parser)
-    parser.add_argument(
-        "--wait", action="store_true", help="wait until the operator has written its status"
-    )
-    parser.add_argument(
-        "--timeout",
-        default="60s",
-        type=_duration,
-        help="how long --wait waits, e.g. 30s or 2m (default 60s)",
-    )
+    _wait_options(parser, "the operator has written its status")
     return parser
 
 
